@@ -1,0 +1,3 @@
+from calltape.cli import main
+
+raise SystemExit(main())

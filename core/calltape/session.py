@@ -1,0 +1,893 @@
+"""The Session: every tool call goes Resolve → Validate → Execute (or replay) → Commit.
+
+:meth:`Session.run_tool` / :meth:`Session.arun_tool` are the one seam every integration uses;
+:meth:`Session.call` / :meth:`Session.acall` call tools registered on the session through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import difflib
+import enum
+import inspect
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar, overload
+
+import orjson
+
+from calltape._version import __version__
+from calltape.context import _CURRENT, CallContext
+from calltape.errors import ReplayMiss, RunStateError, ToolNotFound, TraceError
+from calltape.fingerprint import fingerprint_args, to_jsonable
+from calltape.policy import SIDE_EFFECTS, Decision, Policy, ToolCall
+from calltape.policy.presets import AllowAll, allow_all
+from calltape.result import CallResult, ErrorInfo, Status
+from calltape.trace import FORMAT_VERSION, RecordedCall, TraceIndex, TraceWriter
+
+__all__ = ["ReplayMode", "Session", "Summary", "ToolSpec"]
+
+log = logging.getLogger("calltape")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_dumps = orjson.dumps
+_NL = orjson.OPT_APPEND_NEWLINE
+_now = time.time
+_perf = time.perf_counter
+
+
+class ReplayMode(str, enum.Enum):
+    """How a session uses results already in its trace.
+
+    * ``resume`` (default): a call whose fingerprint and occurrence already has an ``ok``
+      result is answered from the trace without running; everything else runs.
+    * ``strict``: offline; nothing executes. A call with no recorded result raises
+      :class:`~calltape.errors.ReplayMiss`. The trace is not written.
+    * ``off``: always execute (still recorded).
+    """
+
+    RESUME = "resume"
+    STRICT = "strict"
+    OFF = "off"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool as the session knows it.
+
+    Attributes:
+        name: The tool's name (what the model calls).
+        fn: The Python callable, or None for a tool only declared (e.g. a framework tool).
+        description: Human/model-facing description (defaults to the docstring).
+        side_effect: One of ``read``, ``write``, ``network``, ``exec``, ``unknown``.
+        idempotent: Safe to run twice with the same arguments.
+    """
+
+    name: str
+    fn: Callable[..., Any] | None = None
+    description: str | None = None
+    side_effect: str = "unknown"
+    idempotent: bool = False
+
+    @property
+    def is_async(self) -> bool:
+        return self.fn is not None and inspect.iscoroutinefunction(self.fn)
+
+
+@dataclass
+class Summary:
+    """Counts for a session (this process's calls)."""
+
+    calls: int = 0
+    ok: int = 0
+    errors: int = 0
+    blocked: int = 0
+    replayed: int = 0
+    time_saved_s: float = 0.0
+    tool_time_s: float = 0.0
+    blocked_by_rule: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "ok": self.ok,
+            "errors": self.errors,
+            "blocked": self.blocked,
+            "replayed": self.replayed,
+            "time_saved_s": round(self.time_saved_s, 6),
+            "tool_time_s": round(self.tool_time_s, 6),
+            "blocked_by_rule": dict(self.blocked_by_rule),
+        }
+
+
+# (session id, tool name) of the call running in this context: a second wrapper layer of the
+# same session around the same tool passes straight through instead of recording twice.
+_ACTIVE: ContextVar[tuple[int, str] | None] = ContextVar("calltape_active", default=None)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A call that was decided and must now execute."""
+
+    tool: str
+    seq: int
+    fp: str
+    occ: int
+    decision: Decision
+    call_id: str | None
+
+
+class Session:
+    """A recorded, gated run of tool calls.
+
+    Args:
+        trace: Path of the JSONL trace. Created if missing; an existing trace is resumed (a new
+            attempt of the same run). Default: ``runs/<run_id>.jsonl``.
+        policy: The gate (see :mod:`calltape.policy`). Default: allow everything, record all.
+        replay: ``"resume"`` (default), ``"strict"`` or ``"off"``; see :class:`ReplayMode`.
+        durability: ``"os"`` (default): each record is handed to the OS before the call
+            proceeds, so a killed process loses nothing; ``"fsync"``: also fsync each record.
+        run_id: Run id for a new trace (default: a random uuid). Ignored when resuming.
+        raise_on_error: When True, :meth:`call`/:meth:`acall` raise the tool's exception (and
+            :class:`~calltape.errors.ToolBlocked` for blocks) instead of returning the result.
+
+    Raises:
+        TraceError: the trace cannot be opened or written, or ``replay="strict"`` without one.
+        TraceCorrupt: the existing trace is malformed (file and line named).
+    """
+
+    def __init__(
+        self,
+        trace: str | os.PathLike[str] | None = None,
+        *,
+        policy: Policy | None = None,
+        replay: ReplayMode | str = "resume",
+        durability: str = "os",
+        run_id: str | None = None,
+        raise_on_error: bool = False,
+    ) -> None:
+        try:
+            self.replay = ReplayMode(replay)
+        except ValueError:
+            raise ValueError(
+                f"replay must be one of 'resume', 'strict', 'off', not {replay!r}"
+            ) from None
+        if policy is None:
+            policy = allow_all()
+        if not callable(getattr(policy, "decide", None)):
+            raise TypeError(f"policy must have a decide(call) method, got {type(policy).__name__}")
+        self.policy: Policy = policy
+        self._fast_allow = isinstance(policy, AllowAll)
+        self.raise_on_error = raise_on_error
+        self._lock = threading.RLock()
+        self._specs: dict[str, ToolSpec] = {}
+        self._occ: dict[str, int] = {}
+        self._summary = Summary()
+        self._blocked_rules: Counter[str] = Counter()
+        self._closed = False
+        self.state = "running"
+        self._writer: TraceWriter | None = None
+
+        new_id = run_id or uuid.uuid4().hex
+        path = Path(trace) if trace is not None else Path("runs") / f"{new_id}.jsonl"
+        self.trace_path = path
+        exists = path.exists() and path.stat().st_size > 0
+        if exists:
+            self._index = TraceIndex.build(path)
+            self.run_id = self._index.run_id
+            self.attempt = self._index.attempts + 1
+            self._seq = self._index.last_seq
+        else:
+            if self.replay is ReplayMode.STRICT:
+                raise TraceError(
+                    f"{path}: no trace to replay (replay='strict' needs a recorded trace); "
+                    "record one first with replay='resume'"
+                )
+            self._index = TraceIndex(path=str(path))
+            self.run_id = new_id
+            self.attempt = 1
+            self._seq = 0
+        self._replay_ok = self._index.ok if self.replay is not ReplayMode.OFF else {}
+        if self.replay is ReplayMode.STRICT:
+            return  # strict replay is read-only: the recording stays as it was
+        if self._index.torn is not None:
+            self._cut_torn_tail(self._index.torn.nbytes)
+        self._writer = TraceWriter(path, durability)
+        now = _now()
+        if exists:
+            head = {
+                "type": "attempt_start",
+                "ts": now,
+                "run_id": self.run_id,
+                "attempt": self.attempt,
+                "calltape": __version__,
+                "pid": os.getpid(),
+                "replay": self.replay.value,
+            }
+        else:
+            head = {
+                "type": "run_start",
+                "ts": now,
+                "format": FORMAT_VERSION,
+                "run_id": self.run_id,
+                "calltape": __version__,
+                "created_at": datetime.now(UTC).isoformat(),
+                "attempt": 1,
+                "pid": os.getpid(),
+            }
+        self._writer.write(_dumps(head, option=_NL))
+
+    def _cut_torn_tail(self, nbytes: int) -> None:
+        """Move a torn last record aside before appending, so the trace stays well-formed."""
+        path = self.trace_path
+        backup = path.with_name(f"{path.name}.torn-{int(_now())}")
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            f.seek(size - nbytes)
+            backup.write_bytes(f.read())
+        with open(path, "r+b") as f:
+            f.truncate(size - nbytes)
+        log.warning(
+            "%s: a torn last record (%d bytes) from a crashed process was moved to %s",
+            path,
+            nbytes,
+            backup,
+        )
+
+    # ------------------------------------------------------------------ registration
+
+    @overload
+    def tool(self, fn: F, /) -> F: ...
+
+    @overload
+    def tool(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        side_effect: str = "unknown",
+        idempotent: bool = False,
+    ) -> Callable[[F], F]: ...
+
+    def tool(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        side_effect: str = "unknown",
+        idempotent: bool = False,
+    ) -> Any:
+        """Register a function as a tool; usable as ``@session.tool`` or ``@session.tool(...)``.
+
+        Returns the function unchanged (call it through :meth:`call` to record it).
+
+        Raises:
+            ValueError: unknown side effect, or the name is taken by another function.
+        """
+
+        def deco(f: F) -> F:
+            self.register(
+                f,
+                name=name,
+                description=description,
+                side_effect=side_effect,
+                idempotent=idempotent,
+            )
+            return f
+
+        return deco(fn) if fn is not None else deco
+
+    def register(
+        self,
+        name_or_fn: str | Callable[..., Any],
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        side_effect: str = "unknown",
+        idempotent: bool = False,
+    ) -> ToolSpec:
+        """Register a callable as a tool: ``register(fn, ...)`` or ``register("name", fn, ...)``.
+
+        Raises:
+            TypeError: no callable given.
+            ValueError: unknown side effect, or the name is taken by another function.
+        """
+        if isinstance(name_or_fn, str):
+            if fn is None or not callable(fn):
+                raise TypeError(
+                    f"register({name_or_fn!r}, fn): fn must be a callable, got {type(fn).__name__}"
+                )
+            tool_name = name_or_fn
+        else:
+            if not callable(name_or_fn):
+                raise TypeError(
+                    f"register() needs a callable or a name and a callable, "
+                    f"got {type(name_or_fn).__name__}"
+                )
+            fn = name_or_fn
+            tool_name = name or getattr(fn, "__name__", None) or type(fn).__name__
+            if tool_name == "<lambda>":
+                raise ValueError("a lambda has no name: use session.register('name', fn)")
+        if description is None:
+            doc = inspect.getdoc(fn)
+            description = doc.strip() if doc else None
+        spec = ToolSpec(tool_name, fn, description, _check_side_effect(side_effect), idempotent)
+        with self._lock:
+            old = self._specs.get(tool_name)
+            if old is not None and old.fn is not None and old.fn is not fn:
+                raise ValueError(
+                    f"tool name {tool_name!r} is already registered to {old.fn!r}; "
+                    "pick another name with name=..."
+                )
+            self._specs[tool_name] = spec
+        return spec
+
+    def declare(
+        self,
+        name: str,
+        *,
+        side_effect: str = "unknown",
+        idempotent: bool = False,
+        description: str | None = None,
+    ) -> ToolSpec:
+        """Declare metadata (side effect, idempotency) for a tool the session does not call
+        itself, e.g. a third-party framework tool you wrap with an integration.
+
+        Raises:
+            ValueError: unknown side effect.
+        """
+        with self._lock:
+            old = self._specs.get(name)
+            spec = ToolSpec(
+                name,
+                old.fn if old else None,
+                description if description is not None else (old.description if old else None),
+                _check_side_effect(side_effect),
+                idempotent,
+            )
+            self._specs[name] = spec
+        return spec
+
+    @property
+    def tools(self) -> Mapping[str, ToolSpec]:
+        """Registered tools that have a Python callable, in registration order."""
+        return {n: s for n, s in self._specs.items() if s.fn is not None}
+
+    def spec_for(self, name: str) -> ToolSpec:
+        """The registered or declared spec for ``name``; else an ``unknown`` side-effect spec."""
+        spec = self._specs.get(name)
+        return spec if spec is not None else ToolSpec(name)
+
+    # ------------------------------------------------------------------ the lifecycle
+
+    def run_tool(
+        self,
+        name: str,
+        args: Mapping[str, Any],
+        invoke: Callable[[], Any],
+        *,
+        call_id: str | None = None,
+        framework: str | None = None,
+    ) -> CallResult:
+        """Run one call through the lifecycle; the seam every integration uses.
+
+        Args:
+            name: The tool's name.
+            args: The arguments the tool receives (after the framework's validation; only
+                the tool's schema keys). Fingerprinted and recorded.
+            invoke: Performs the real call. Called at most once, only if the call is allowed
+                and not replayed.
+            call_id: The framework's tool-call id, stored in the record.
+            framework: The integration's name, stored in the record.
+
+        Returns:
+            The :class:`CallResult`. Tool exceptions do not raise: status ``"error"``.
+
+        Raises:
+            FingerprintError: ``args`` has no faithful JSON form; nothing ran.
+            ReplayMiss: ``replay="strict"`` and no recorded result; nothing ran.
+            TraceError: the trace cannot be written; the tool did not run.
+            RunStateError: the session is closed.
+        """
+        key = (id(self), name)
+        if _ACTIVE.get() == key:
+            return _passthrough(name, invoke, call_id)
+        begun = self._begin(name, args, call_id, framework)
+        if isinstance(begun, CallResult):
+            return begun
+        tok = _ACTIVE.set(key)
+        ctok = _CURRENT.set(
+            CallContext(self.run_id, begun.seq, name, begun.fp, begun.occ, self.attempt)
+        )
+        t0 = _perf()
+        try:
+            out = invoke()
+        except Exception as exc:
+            return self._end(begun, None, exc, _perf() - t0)
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: record, then let it go
+            self._end(begun, None, exc, _perf() - t0)
+            raise
+        finally:
+            _CURRENT.reset(ctok)
+            _ACTIVE.reset(tok)
+        return self._end(begun, out, None, _perf() - t0)
+
+    async def arun_tool(
+        self,
+        name: str,
+        args: Mapping[str, Any],
+        invoke: Callable[[], Awaitable[Any] | Any],
+        *,
+        call_id: str | None = None,
+        framework: str | None = None,
+    ) -> CallResult:
+        """Async twin of :meth:`run_tool`: ``invoke()`` may return an awaitable.
+
+        Raises:
+            FingerprintError: ``args`` has no faithful JSON form; nothing ran.
+            ReplayMiss: ``replay="strict"`` and no recorded result; nothing ran.
+            TraceError: the trace cannot be written; the tool did not run.
+            RunStateError: the session is closed.
+        """
+        key = (id(self), name)
+        if _ACTIVE.get() == key:
+            return await _apassthrough(name, invoke, call_id)
+        begun = self._begin(name, args, call_id, framework)
+        if isinstance(begun, CallResult):
+            return begun
+        tok = _ACTIVE.set(key)
+        ctok = _CURRENT.set(
+            CallContext(self.run_id, begun.seq, name, begun.fp, begun.occ, self.attempt)
+        )
+        t0 = _perf()
+        try:
+            out = invoke()
+            if inspect.isawaitable(out):
+                out = await out
+        except Exception as exc:
+            return self._end(begun, None, exc, _perf() - t0)
+        except BaseException as exc:  # CancelledError included: record, then propagate
+            self._end(begun, None, exc, _perf() - t0)
+            raise
+        finally:
+            _CURRENT.reset(ctok)
+            _ACTIVE.reset(tok)
+        return self._end(begun, out, None, _perf() - t0)
+
+    def _begin(
+        self, name: str, args: Mapping[str, Any], call_id: str | None, framework: str | None
+    ) -> _Pending | CallResult:
+        if self._closed:
+            raise RunStateError(
+                f"session for {self.trace_path} is closed; open a new Session to continue the run"
+            )
+        spec = self._specs.get(name)
+        side_effect = spec.side_effect if spec is not None else "unknown"
+        fp, rec_args = fingerprint_args(name, args)  # raises FingerprintError: nothing runs
+        decision = self._decide(name, args, spec, side_effect, fp)
+        with self._lock:
+            occ = self._occ.get(fp, 0)
+            self._occ[fp] = occ + 1
+            self._seq += 1
+            seq = self._seq
+            start = {
+                "type": "call_start",
+                "ts": _now(),
+                "seq": seq,
+                "attempt": self.attempt,
+                "tool": name,
+                "fp": fp,
+                "occ": occ,
+                "args": rec_args,
+                "side_effect": side_effect,
+                "call_id": call_id,
+                "framework": framework,
+            }
+            if decision.action != "allow":
+                return self._finish_blocked(start, decision)
+            hit = self._replay_ok.get((fp, occ))
+            if hit is not None:
+                return self._finish_replayed(start, decision, hit)
+            if self.replay is ReplayMode.STRICT:
+                self._seq -= 1
+                self._occ[fp] = occ
+                raise ReplayMiss(
+                    name, dict(args), self._nearest(name, rec_args), str(self.trace_path)
+                )
+            self._write(_dumps(start, option=_NL))
+        return _Pending(name, seq, fp, occ, decision, call_id)
+
+    def _decide(
+        self, name: str, args: Mapping[str, Any], spec: ToolSpec | None, side_effect: str, fp: str
+    ) -> Decision:
+        if self._fast_allow:
+            return _ALLOW_ALL
+        call = ToolCall(name, args, side_effect, spec or ToolSpec(name), fp, self.run_id)
+        try:
+            decision = self.policy.decide(call)
+            if not isinstance(decision, Decision):
+                raise TypeError(
+                    f"{type(self.policy).__name__}.decide() returned "
+                    f"{type(decision).__name__}, not a Decision"
+                )
+        except Exception as exc:
+            return Decision.deny(
+                "policy_error",
+                f"the policy could not be evaluated ({type(exc).__name__}: {exc}); "
+                "the call was blocked (fail closed)",
+            )
+        if decision.action == "ask":
+            return Decision(
+                "ask",
+                decision.rule,
+                f"{decision.reason} (needs human approval and no approver is configured: blocked)",
+            )
+        return decision
+
+    def _write(self, data: bytes) -> None:
+        if self._writer is not None:
+            self._writer.write(data)
+
+    def _finish_blocked(self, start: dict[str, Any], decision: Decision) -> CallResult:
+        end = {
+            "type": "call_end",
+            "ts": start["ts"],
+            "seq": start["seq"],
+            "status": "blocked",
+            "output": None,
+            "error": None,
+            "decision": decision.as_record(),
+            "replayed": False,
+            "duration_s": 0.0,
+        }
+        self._write(_dumps(start, option=_NL) + _dumps(end, option=_NL))
+        s = self._summary
+        s.calls += 1
+        s.blocked += 1
+        self._blocked_rules[decision.rule] += 1
+        return CallResult(
+            start["tool"],
+            "blocked",
+            None,
+            None,
+            decision,
+            False,
+            start["fp"],
+            start["seq"],
+            0.0,
+            start["call_id"],
+        )
+
+    def _finish_replayed(
+        self, start: dict[str, Any], decision: Decision, hit: RecordedCall
+    ) -> CallResult:
+        end = {
+            "type": "call_end",
+            "ts": start["ts"],
+            "seq": start["seq"],
+            "status": "ok",
+            "output": None,
+            "error": None,
+            "decision": decision.as_record(),
+            "replayed": True,
+            "replay_of": hit.seq,
+            "duration_s": hit.duration_s,
+        }
+        self._write(_dumps(start, option=_NL) + _dumps(end, option=_NL))
+        s = self._summary
+        s.calls += 1
+        s.ok += 1
+        s.replayed += 1
+        s.time_saved_s += hit.duration_s
+        return CallResult(
+            start["tool"],
+            "ok",
+            hit.output,
+            None,
+            decision,
+            True,
+            start["fp"],
+            start["seq"],
+            hit.duration_s,
+            start["call_id"],
+        )
+
+    def _end(self, p: _Pending, out: Any, exc: BaseException | None, duration: float) -> CallResult:
+        status: Status
+        if exc is None:
+            value, lossless = to_jsonable(out)
+            err = None
+            status = "ok"
+        else:
+            value, lossless = None, True
+            err = ErrorInfo(type(exc).__qualname__, _exc_message(exc))
+            status = "error"
+        end: dict[str, Any] = {
+            "type": "call_end",
+            "ts": _now(),
+            "seq": p.seq,
+            "status": status,
+            "output": value,
+            "error": None if err is None else {"type": err.type, "message": err.message},
+            "decision": p.decision.as_record(),
+            "replayed": False,
+            "duration_s": duration,
+        }
+        if not lossless:
+            end["output_lossy"] = True
+        with self._lock:
+            try:
+                self._write(_dumps(end, option=_NL))
+            except TypeError:  # pragma: no cover - to_jsonable guarantees JSON; keep the record
+                end["output"] = str(value)
+                self._write(_dumps(end, option=_NL))
+            s = self._summary
+            s.calls += 1
+            s.tool_time_s += duration
+            if err is None:
+                s.ok += 1
+            else:
+                s.errors += 1
+        return CallResult(
+            p.tool,
+            status,
+            out,
+            err,
+            p.decision,
+            False,
+            p.fp,
+            p.seq,
+            duration,
+            p.call_id,
+            exc,
+        )
+
+    def _nearest(self, name: str, args: Any, limit: int = 3) -> list[str]:
+        target = orjson.dumps(args, option=orjson.OPT_SORT_KEYS).decode()
+        scored = []
+        for rc in self._index.ok.values():
+            text = orjson.dumps(rc.args, option=orjson.OPT_SORT_KEYS).decode()
+            score = difflib.SequenceMatcher(None, target, text).ratio() + (rc.tool == name)
+            scored.append((score, rc))
+        scored.sort(key=lambda t: -t[0])
+        return [f"seq {rc.seq}: {rc.tool}({_args_preview(rc.args)})" for _, rc in scored[:limit]]
+
+    # ------------------------------------------------------------------ calling registered tools
+
+    def _spec_or_raise(self, name: str) -> ToolSpec:
+        spec = self._specs.get(name)
+        if spec is None or spec.fn is None:
+            raise ToolNotFound(name, list(self.tools))
+        return spec
+
+    def call(self, name: str, /, **kwargs: Any) -> CallResult:
+        """Call a registered tool through the lifecycle.
+
+        Returns:
+            The :class:`CallResult`; tool errors and blocks are statuses, not exceptions
+            (unless the session was created with ``raise_on_error=True``).
+
+        Raises:
+            ToolNotFound: ``name`` was never registered.
+            FingerprintError: an argument has no faithful JSON form; the tool did not run.
+            ReplayMiss: strict replay and no recorded result.
+            TraceError: the trace cannot be written; the tool did not run.
+        """
+        spec = self._spec_or_raise(name)
+        fn = spec.fn
+        assert fn is not None
+        if spec.is_async:
+
+            def invoke() -> Any:
+                return _run_coroutine_sync(fn(**kwargs))
+
+        else:
+
+            def invoke() -> Any:
+                return fn(**kwargs)
+
+        result = self.run_tool(name, kwargs, invoke)
+        if self.raise_on_error and not result.ok:
+            result.unwrap()
+        return result
+
+    async def acall(self, name: str, /, **kwargs: Any) -> CallResult:
+        """Async :meth:`call`. Sync tools run in a worker thread so the event loop stays free.
+
+        Raises:
+            ToolNotFound: ``name`` was never registered.
+            FingerprintError: an argument has no faithful JSON form; the tool did not run.
+            ReplayMiss: strict replay and no recorded result.
+            TraceError: the trace cannot be written; the tool did not run.
+        """
+        spec = self._spec_or_raise(name)
+        fn = spec.fn
+        assert fn is not None
+        if spec.is_async:
+
+            def invoke() -> Any:
+                return fn(**kwargs)
+
+        else:
+
+            def invoke() -> Any:
+                return asyncio.to_thread(fn, **kwargs)
+
+        result = await self.arun_tool(name, kwargs, invoke)
+        if self.raise_on_error and not result.ok:
+            result.unwrap()
+        return result
+
+    # ------------------------------------------------------------------ run control
+
+    def summary(self) -> Summary:
+        """Counts of this session's calls, and the time replay saved."""
+        with self._lock:
+            s = self._summary
+            return Summary(
+                s.calls,
+                s.ok,
+                s.errors,
+                s.blocked,
+                s.replayed,
+                s.time_saved_s,
+                s.tool_time_s,
+                dict(self._blocked_rules),
+            )
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self, status: str = "completed", reason: str | None = None) -> None:
+        """End this attempt: write a ``run_end`` record and release the trace. Idempotent.
+
+        Args:
+            status: ``"completed"`` or ``"failed"``.
+            reason: Why, for a failed run.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self.state = status
+            if self._writer is not None:
+                rec: dict[str, Any] = {
+                    "type": "run_end",
+                    "ts": _now(),
+                    "attempt": self.attempt,
+                    "status": status,
+                    "summary": self._summary.as_dict()
+                    | {"blocked_by_rule": dict(self._blocked_rules)},
+                }
+                if reason:
+                    rec["reason"] = reason
+                try:
+                    self._writer.write(_dumps(rec, option=_NL))
+                finally:
+                    self._writer.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            self.close("completed")
+        else:
+            self.close("failed", f"{type(exc).__qualname__}: {_exc_message(exc)}")
+
+    def __repr__(self) -> str:
+        return (
+            f"Session(trace={str(self.trace_path)!r}, run_id={self.run_id!r}, "
+            f"attempt={self.attempt}, replay={self.replay.value!r})"
+        )
+
+    def __del__(self) -> None:  # pragma: no cover - best effort release
+        with contextlib.suppress(Exception):
+            if not self._closed and self._writer is not None:
+                self._writer.close()
+
+
+_ALLOW_ALL = Decision.allow("allow_all", "every call is allowed (allow_all)")
+
+
+def _check_side_effect(side_effect: str) -> str:
+    if side_effect not in SIDE_EFFECTS:
+        raise ValueError(
+            f"unknown side_effect {side_effect!r}; use one of {', '.join(SIDE_EFFECTS)}"
+        )
+    return side_effect
+
+
+def _exc_message(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return f"<unprintable {type(exc).__qualname__}>"
+
+
+def _args_preview(args: Any, limit: int = 80) -> str:
+    if isinstance(args, dict):
+        text = ", ".join(f"{k}={v!r}" for k, v in args.items())
+    else:
+        text = repr(args)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _passthrough(name: str, invoke: Callable[[], Any], call_id: str | None) -> CallResult:
+    t0 = _perf()
+    try:
+        out = invoke()
+    except Exception as exc:
+        return CallResult(
+            name,
+            "error",
+            None,
+            ErrorInfo(type(exc).__qualname__, _exc_message(exc)),
+            _PASS,
+            False,
+            "",
+            -1,
+            _perf() - t0,
+            call_id,
+            exc,
+        )
+    return CallResult(name, "ok", out, None, _PASS, False, "", -1, _perf() - t0, call_id)
+
+
+async def _apassthrough(
+    name: str, invoke: Callable[[], Awaitable[Any] | Any], call_id: str | None
+) -> CallResult:
+    async def run() -> Any:
+        out = invoke()
+        return await out if inspect.isawaitable(out) else out
+
+    t0 = _perf()
+    try:
+        out = await run()
+    except Exception as exc:
+        return CallResult(
+            name,
+            "error",
+            None,
+            ErrorInfo(type(exc).__qualname__, _exc_message(exc)),
+            _PASS,
+            False,
+            "",
+            -1,
+            _perf() - t0,
+            call_id,
+            exc,
+        )
+    return CallResult(name, "ok", out, None, _PASS, False, "", -1, _perf() - t0, call_id)
+
+
+_PASS = Decision.allow("reentrant", "inner layer of a tool already being recorded")
+
+
+def _run_coroutine_sync(coro: Any) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    coro.close()
+    raise RuntimeError(
+        "session.call() of an async tool from inside a running event loop: use "
+        "'await session.acall(...)'"
+    )

@@ -1,0 +1,440 @@
+"""Commit: the append-only JSONL trace.
+
+One file per run. Every line is one JSON object (a *record*) ending in ``\\n``:
+
+* ``run_start``: the header, first line of the file (format version, run id, calltape version).
+* ``attempt_start``: reopening an existing trace appends a new attempt to the same run.
+* ``call_start``: written and handed to the OS *before* the tool runs (write-ahead).
+* ``call_end``: the outcome (status, output, error, decision, duration, replayed).
+* ``run_end``: the run (attempt) finished: ``completed`` or ``failed``.
+
+The pydantic models below define the format (``docs/trace-format.md`` holds their JSON Schema);
+the reader validates with them, the writer's hot path does not (it builds the records itself).
+
+Every reader streams in constant memory and tolerates a torn last line (a record cut short
+by a crash): the intact records are returned and the torn one is reported. Anything else
+malformed raises :class:`~calltape.errors.TraceCorrupt` naming file and line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from calltape.errors import TraceCorrupt, TraceError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "AttemptStart",
+    "CallEnd",
+    "CallStart",
+    "DecisionRecord",
+    "ErrorRecord",
+    "Record",
+    "RunEnd",
+    "RunStart",
+    "TraceIndex",
+    "TraceReadResult",
+    "TraceWriter",
+    "iter_raw",
+    "iter_records",
+    "read_trace",
+]
+
+FORMAT_VERSION = 1
+
+
+class _Rec(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    ts: float = Field(description="Unix time (seconds) when the record was written.")
+
+
+class RunStart(_Rec):
+    """Header: the first record of every trace."""
+
+    type: Literal["run_start"]
+    format: int = Field(description="Trace format version; this reader understands 1.")
+    run_id: str
+    calltape: str = Field(description="calltape version that created the trace.")
+    created_at: str = Field(description="ISO 8601 UTC creation time.")
+    attempt: int = 1
+    pid: int | None = None
+
+
+class AttemptStart(_Rec):
+    """A later process reopened the trace to continue (resume) the same run."""
+
+    type: Literal["attempt_start"]
+    run_id: str
+    attempt: int
+    calltape: str
+    pid: int | None = None
+    replay: str | None = None
+
+
+class CallStart(_Rec):
+    """Write-ahead record: the call was decided and is about to execute (or be replayed)."""
+
+    type: Literal["call_start"]
+    seq: int = Field(description="Call number in the run, unique and increasing across attempts.")
+    attempt: int
+    tool: str
+    fp: str = Field(description="Fingerprint: sha256 of the JCS canonical JSON of tool and args.")
+    occ: int = Field(description="Occurrence: how many earlier calls in this attempt had this fp.")
+    args: dict[str, Any] = Field(description="Arguments as recorded (after redaction).")
+    side_effect: str = "unknown"
+    call_id: str | None = Field(None, description="The framework's own tool-call id, if any.")
+    framework: str | None = None
+
+
+class DecisionRecord(BaseModel):
+    """The gate's decision."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    action: Literal["allow", "deny", "ask"]
+    rule: str
+    reason: str
+
+
+class ErrorRecord(BaseModel):
+    """An exception, by type name and message."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: str
+    message: str
+
+
+class CallEnd(_Rec):
+    """The outcome of a call."""
+
+    type: Literal["call_end"]
+    seq: int
+    status: Literal["ok", "error", "blocked"]
+    output: Any = None
+    output_lossy: bool = Field(False, description="True when the output had no JSON form.")
+    error: ErrorRecord | None = None
+    decision: DecisionRecord
+    replayed: bool = False
+    replay_of: int | None = Field(None, description="seq of the recorded call that was replayed.")
+    duration_s: float = Field(description="Wall time of the tool (for replays: of the original).")
+
+
+class RunEnd(_Rec):
+    """The attempt ended."""
+
+    type: Literal["run_end"]
+    attempt: int
+    status: Literal["completed", "failed", "killed", "paused"]
+    reason: str | None = None
+
+
+Record = Annotated[
+    RunStart | AttemptStart | CallStart | CallEnd | RunEnd, Field(discriminator="type")
+]
+_RECORD_ADAPTER: TypeAdapter[Any] = TypeAdapter(Record)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class TraceReadResult:
+    """What a full read of a trace found."""
+
+    path: str
+    records: list[Any] = field(default_factory=list)
+    torn_line: int | None = None
+    torn_bytes: int = 0
+
+    @property
+    def warning(self) -> str | None:
+        if self.torn_line is None:
+            return None
+        return (
+            f"{self.path}:{self.torn_line}: torn last record ({self.torn_bytes} bytes, probably "
+            "cut short by a crash) was ignored; every record before it is intact. "
+            f"Run 'calltape repair {self.path}' to remove it."
+        )
+
+
+@dataclass
+class Torn:
+    """Marker yielded by :func:`iter_raw` for a torn last line."""
+
+    line: int
+    nbytes: int
+
+
+def iter_raw(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]] | Torn]:
+    """Stream ``(line_number, record_dict)`` pairs, constant memory, no validation.
+
+    A malformed *last* line (cut short by a crash) is yielded as a :class:`Torn` marker
+    instead of raising. The first line must be a ``run_start`` header.
+
+    Raises:
+        TraceError: the file cannot be opened.
+        TraceCorrupt: a malformed line that is not the last one, or no header.
+    """
+    p = os.fspath(path)
+    try:
+        f = open(p, "rb")  # noqa: SIM115 - closed in finally; we stream lazily
+    except FileNotFoundError:
+        raise TraceError(f"{p}: no such trace file") from None
+    except IsADirectoryError:
+        raise TraceError(f"{p}: is a directory, not a trace file") from None
+    except OSError as exc:
+        raise TraceError(f"{p}: cannot open trace: {exc.strerror or exc}") from None
+    try:
+        pending: tuple[int, bytes] | None = None
+        lineno = 0
+        for raw in f:
+            lineno += 1
+            if pending is not None:
+                yield _parse_line(p, *pending, last=False)
+            pending = (lineno, raw)
+        if pending is not None:
+            ln, raw = pending
+            try:
+                yield _parse_line(p, ln, raw, last=True)
+            except TraceCorrupt:
+                if ln == 1:
+                    raise
+                yield Torn(ln, len(raw))
+        elif lineno == 0:
+            raise TraceCorrupt(p, 1, "empty file: not a calltape trace")
+    finally:
+        f.close()
+
+
+def _parse_line(path: str, lineno: int, raw: bytes, *, last: bool) -> tuple[int, dict[str, Any]]:
+    if not raw.endswith(b"\n") and last:
+        # every record is written whole with its newline: a missing newline means a torn write
+        if lineno == 1:
+            raise TraceCorrupt(path, 1, "not a calltape trace (no complete header record)")
+        raise TraceCorrupt(path, lineno, "record is cut short (no newline)")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        preview = raw[:60].decode("utf-8", "replace").strip()
+        what = "not a calltape trace" if lineno == 1 else "malformed record"
+        raise TraceCorrupt(path, lineno, f"{what} (not JSON): {preview!r}") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+        what = "not a calltape trace" if lineno == 1 else "malformed record"
+        raise TraceCorrupt(path, lineno, f"{what}: expected a JSON object with a 'type'")
+    if lineno == 1 and obj["type"] != "run_start":
+        raise TraceCorrupt(path, 1, "not a calltape trace: the first record is not 'run_start'")
+    if lineno == 1 and obj.get("format") != FORMAT_VERSION:
+        raise TraceCorrupt(
+            path,
+            1,
+            f"trace format {obj.get('format')!r} is not supported by this calltape "
+            f"(understands {FORMAT_VERSION}); upgrade calltape",
+        )
+    return lineno, obj
+
+
+def iter_records(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any] | Torn]:
+    """Stream validated records as ``(line_number, model)``; a torn tail yields :class:`Torn`.
+
+    Raises:
+        TraceError: the file cannot be opened.
+        TraceCorrupt: a record does not match the format (file and line named).
+    """
+    p = os.fspath(path)
+    for item in iter_raw(p):
+        if isinstance(item, Torn):
+            yield item
+            continue
+        lineno, obj = item
+        try:
+            yield lineno, _RECORD_ADAPTER.validate_python(obj)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            parts = list(err["loc"])
+            if parts and parts[0] == obj.get("type"):  # drop the discriminator tag
+                parts = parts[1:]
+            loc = ".".join(str(x) for x in parts)
+            raise TraceCorrupt(
+                p, lineno, f"invalid {obj.get('type')!r} record: {loc}: {err['msg']}"
+            ) from None
+
+
+def read_trace(path: str | os.PathLike[str]) -> TraceReadResult:
+    """Read and validate a whole trace into memory (use :func:`iter_records` to stream).
+
+    Raises:
+        TraceError: the file cannot be opened.
+        TraceCorrupt: a record does not match the format.
+    """
+    result = TraceReadResult(path=os.fspath(path))
+    for item in iter_records(path):
+        if isinstance(item, Torn):
+            result.torn_line, result.torn_bytes = item.line, item.nbytes
+        else:
+            result.records.append(item[1])
+    return result
+
+
+@dataclass
+class RecordedCall:
+    """A successful call that can be replayed."""
+
+    seq: int
+    tool: str
+    args: dict[str, Any]
+    output: Any
+    duration_s: float
+
+
+@dataclass
+class TraceIndex:
+    """What a session needs from an existing trace: built in one streaming pass."""
+
+    path: str
+    run_id: str = ""
+    attempts: int = 0
+    last_seq: int = 0
+    records: int = 0
+    ok: dict[tuple[str, int], RecordedCall] = field(default_factory=dict)
+    unfinished: dict[int, dict[str, Any]] = field(default_factory=dict)
+    torn: Torn | None = None
+    ended: str | None = None
+
+    @classmethod
+    def build(cls, path: str | os.PathLike[str]) -> TraceIndex:
+        """Index a trace: replayable results by ``(fingerprint, occurrence)``.
+
+        Raises:
+            TraceError: unreadable file.
+            TraceCorrupt: malformed record other than a torn tail.
+        """
+        idx = cls(path=os.fspath(path))
+        starts: dict[int, dict[str, Any]] = {}
+        ok = idx.ok
+        for item in iter_raw(path):
+            if isinstance(item, Torn):
+                idx.torn = item
+                continue
+            lineno, rec = item
+            idx.records += 1
+            kind = rec["type"]
+            try:
+                if kind == "call_start":
+                    seq = rec["seq"]
+                    starts[seq] = rec
+                    idx.last_seq = max(idx.last_seq, seq)
+                elif kind == "call_end":
+                    seq = rec["seq"]
+                    start = starts.pop(seq, None)
+                    if start is None:
+                        raise TraceCorrupt(idx.path, lineno, f"call_end for unknown seq {seq}")
+                    if rec["status"] == "ok" and not rec.get("replayed"):
+                        key = (start["fp"], start["occ"])
+                        if key not in ok:
+                            ok[key] = RecordedCall(
+                                seq,
+                                start["tool"],
+                                start["args"],
+                                rec.get("output"),
+                                rec.get("duration_s", 0.0),
+                            )
+                elif kind == "run_start":
+                    idx.run_id = rec["run_id"]
+                    idx.attempts = max(idx.attempts, rec.get("attempt", 1))
+                    idx.ended = None
+                elif kind == "attempt_start":
+                    idx.attempts = max(idx.attempts, rec["attempt"])
+                    idx.ended = None
+                elif kind == "run_end":
+                    idx.ended = rec["status"]
+            except (KeyError, TypeError) as exc:
+                raise TraceCorrupt(idx.path, lineno, f"malformed {kind!r} record: {exc}") from None
+        idx.unfinished = starts
+        return idx
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class TraceWriter:
+    """Appends whole records to a trace file.
+
+    Each record is handed to the OS in one ``write`` on an ``O_APPEND`` descriptor before the
+    caller proceeds (default durability ``"os"``: survives the process being killed). With
+    ``durability="fsync"`` each write is followed by ``fsync`` (survives power loss).
+
+    A failed write (disk full, permission, file removed) raises :class:`TraceError` and
+    rolls back any partial bytes, so the records already written stay intact.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], durability: str = "os") -> None:
+        if durability not in ("os", "fsync"):
+            raise ValueError(f"durability must be 'os' or 'fsync', not {durability!r}")
+        self.path = os.fspath(path)
+        self.fsync = durability == "fsync"
+        self.lock = threading.Lock()
+        parent = Path(self.path).parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise TraceError(
+                f"{self.path}: cannot open the trace for writing: {exc.strerror or exc}"
+            ) from None
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        """Append ``data`` (one or more whole records, each ending in a newline).
+
+        Raises:
+            TraceError: the write failed; nothing partial is left behind when avoidable.
+        """
+        if self.closed:
+            raise TraceError(f"{self.path}: trace is closed")
+        fd = self._fd
+        try:
+            n = os.write(fd, data)
+            if n != len(data):
+                self._finish_partial(data, n)
+            if self.fsync:
+                os.fsync(fd)
+        except OSError as exc:
+            raise TraceError(
+                f"{self.path}: cannot write to the trace ({exc.strerror or exc}); "
+                "the call was not executed. Free disk space or fix permissions, then resume."
+            ) from None
+
+    def _finish_partial(self, data: bytes, n: int) -> None:
+        written = n
+        try:
+            while written < len(data):
+                written += os.write(self._fd, data[written:])
+        except OSError:
+            # roll back our partial bytes so the file ends at a record boundary
+            with contextlib.suppress(OSError):
+                size = os.fstat(self._fd).st_size
+                os.ftruncate(self._fd, size - written)
+            raise
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+
+    def __del__(self) -> None:  # pragma: no cover - best effort
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+def dumps_record(rec: dict[str, Any]) -> bytes:
+    """Encode one record as a JSONL line (no validation: the hot path)."""
+    return orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE)

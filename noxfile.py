@@ -1,0 +1,147 @@
+"""The test matrix.
+
+``nox`` runs every test session: lint, typecheck, core, the demo, each integration at its floor
+and latest framework versions (each in its own environment holding only core, that integration
+and its framework), then writes docs/compatibility.md from what actually ran.
+
+``nox -t langchain`` runs one integration; ``nox -s bench`` runs the benchmarks.
+Only Python 3.11 is installable on our machines, so there is no Python-version axis.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+
+import nox
+import nox.command
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.error_on_missing_interpreters = True
+
+ROOT = Path(__file__).parent
+RESULTS = ROOT / ".nox-results"
+PYTHON = "3.11"
+TEST_DEPS = ["pytest>=8", "hypothesis>=6.100"]
+INTEGRATIONS = ["langchain", "llamaindex", "openai_agents", "crewai", "autogen"]
+
+
+def _matrix(fw: str) -> dict[str, list[str]]:
+    path = ROOT / "integrations" / fw / "matrix.json"
+    data = json.loads(path.read_text())
+    return {"floor": list(data["floor"]), "latest": list(data["latest"])}
+
+
+@nox.session(python=PYTHON, tags=["lint"])
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check over the whole repository."""
+    session.install("ruff>=0.8")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON, tags=["typecheck"])
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on core."""
+    session.install("mypy>=1.13", "-e", "core", "pytest>=8")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON, tags=["core"])
+def core(session: nox.Session) -> None:
+    """Core tests, with no framework installed."""
+    session.install("-e", "core", *TEST_DEPS)
+    session.run("pytest", "tests/core", *session.posargs)
+
+
+@nox.session(python=PYTHON, tags=["demo"])
+def demo(session: nox.Session) -> None:
+    """The README demo: offline, on the default JSONL trace store."""
+    session.install("-e", "core")
+    langchain = ROOT / "integrations" / "langchain"
+    if (langchain / "matrix.json").exists() and (ROOT / "examples" / "langchain_agent.py").exists():
+        session.install("-e", str(langchain), *_matrix("langchain")["latest"])
+        session.run("calltape", "demo", "--dir", "calltape-demo")
+        session.run(
+            "python", "examples/langchain_agent.py", env={"CALLTAPE_DEMO_DIR": "calltape-demo"}
+        )
+    else:
+        session.run("calltape", "demo", "--dir", "calltape-demo")
+
+
+def _integration(fw: str):  # type: ignore[no-untyped-def]
+    @nox.session(name=fw, python=PYTHON, tags=[fw, "integrations"])
+    @nox.parametrize("variant", ["floor", "latest"])
+    def run(session: nox.Session, variant: str) -> None:
+        pins = _matrix(fw)[variant]
+        session.install("-e", "core", "-e", f"integrations/{fw}", *pins, *TEST_DEPS)
+        freeze = (
+            session.run(
+                "uv",
+                "pip",
+                "freeze",
+                silent=True,
+                external=True,
+                env={"VIRTUAL_ENV": session.virtualenv.location},
+            )
+            or ""
+        )
+        try:
+            session.run("pytest", f"tests/integrations/{fw}", *session.posargs)
+            passed = True
+        except nox.command.CommandFailed:
+            passed = False
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"{fw}-{variant}.json").write_text(
+            json.dumps(
+                {
+                    "integration": fw,
+                    "variant": variant,
+                    "pins": pins,
+                    "installed": sorted(str(freeze).split()),
+                    "passed": passed,
+                    "python": platform.python_version(),
+                },
+                indent=1,
+            )
+        )
+        if not passed:
+            session.error(f"tests/integrations/{fw} failed at {variant}")
+
+    run.__name__ = fw
+    return run
+
+
+for _fw in INTEGRATIONS:
+    if (ROOT / "integrations" / _fw / "matrix.json").exists():
+        globals()[_fw] = _integration(_fw)
+
+
+@nox.session(python=False, tags=["compat"])
+def compat(session: nox.Session) -> None:
+    """Write docs/compatibility.md from the integration sessions that ran."""
+    session.run(
+        sys.executable, "docs/gen_compat.py", str(RESULTS), "docs/compatibility.md", external=True
+    )
+
+
+@nox.session(python=PYTHON, tags=["bench"])
+def bench(session: nox.Session) -> None:
+    """Benchmarks side by side with the peers (prints a table, writes bench/results/latest.json)."""
+    reqs = ROOT / "bench" / "requirements.txt"
+    if not reqs.exists():
+        session.error("bench/requirements.txt is missing")
+    session.install("-e", "core", "-r", str(reqs))
+    session.run("python", "bench/run.py", *session.posargs)
+
+
+nox.options.sessions = [
+    "lint",
+    "typecheck",
+    "core",
+    "demo",
+    *[fw for fw in INTEGRATIONS if (ROOT / "integrations" / fw / "matrix.json").exists()],
+    "compat",
+]

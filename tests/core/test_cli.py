@@ -1,0 +1,138 @@
+"""The calltape CLI: readable output, one-line errors, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from calltape import Session
+from calltape.policy import presets
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "calltape", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=False,
+    )
+
+
+@pytest.fixture
+def trace(tmp_path: Path) -> Path:
+    path = tmp_path / "runs" / "a.jsonl"
+    with Session(path, policy=presets.read_only()) as s:
+        s.register("read_file", lambda path: f"contents of {path}", side_effect="read")
+        s.register("rm", lambda path: None, side_effect="write")
+        s.call("read_file", path="README.md")
+        s.call("rm", path="/")
+    return path
+
+
+def assert_no_traceback(p: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in p.stderr and "Traceback" not in p.stdout
+
+
+def test_show_prints_a_table(trace: Path) -> None:
+    p = cli("show", str(trace), "--summary")
+    assert p.returncode == 0, p.stderr
+    assert "seq" in p.stdout and "read_file" in p.stdout and "blocked" in p.stdout
+    assert "read_only.write" in p.stdout
+    assert "path='README.md'" in p.stdout
+    assert "blocked by read_only.write: 1" in p.stdout
+
+
+def test_show_json_is_one_object_per_call(trace: Path) -> None:
+    p = cli("show", str(trace), "--json")
+    rows = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [r["status"] for r in rows] == ["ok", "blocked"]
+    assert rows[1]["decision"]["rule"] == "read_only.write"
+
+
+def test_show_random_binary_is_one_clear_line(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(os.urandom(4096))
+    p = cli("show", str(junk))
+    assert p.returncode == 2
+    assert_no_traceback(p)
+    assert p.stderr.count("\n") == 1 and "not a calltape trace" in p.stderr
+
+
+def test_show_torn_last_line_shows_intact_records_and_warns(trace: Path) -> None:
+    with trace.open("ab") as f:
+        f.write(b'{"type":"call_start","seq":3,"tool":"rea')
+    p = cli("show", str(trace))
+    assert p.returncode == 0
+    assert "read_file" in p.stdout and "rm" in p.stdout
+    assert "torn last record" in p.stderr and p.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("show", "/nonexistent.jsonl"),
+        ("show", "/"),
+        ("diff", "/nonexistent", "/nonexistent2"),
+        ("replay", "/nonexistent"),
+        ("list", "/nonexistent-dir"),
+    ],
+)
+def test_bad_input_never_shows_a_traceback(args: tuple[str, ...]) -> None:
+    p = cli(*args)
+    assert p.returncode == 2
+    assert_no_traceback(p)
+    assert p.stderr.startswith("calltape: error: ")
+
+
+def test_usage_errors_exit_2_without_traceback() -> None:
+    p = cli("frobnicate")
+    assert p.returncode == 2
+    assert_no_traceback(p)
+
+
+def test_list_shows_runs_with_counts(trace: Path, tmp_path: Path) -> None:
+    (trace.parent / "garbage.jsonl").write_text("hello\n")
+    p = cli("list", str(trace.parent))
+    assert p.returncode == 0
+    line = next(x for x in p.stdout.splitlines() if "a.jsonl" in x)
+    assert line.split()[2:8] == ["1", "2", "1", "0", "1", "completed"]
+    assert "unreadable" in p.stdout
+
+
+def test_replay_says_what_a_resume_would_do(trace: Path) -> None:
+    p = cli("replay", str(trace))
+    assert p.returncode == 0
+    assert "replay seq 1" in p.stdout
+    assert "run again (it was blocked)" in p.stdout
+
+
+def test_diff_finds_the_first_divergence(tmp_path: Path) -> None:
+    def record(path: Path, paths: list[str]) -> None:
+        with Session(path) as s:
+            s.register("read_file", lambda path: path.upper())
+            for p in paths:
+                s.call("read_file", path=p)
+
+    a, b, c = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    record(a, ["x", "y", "z"])
+    record(b, ["x", "y", "z"])
+    record(c, ["x", "q", "z"])
+    same = cli("diff", str(a), str(b))
+    assert same.returncode == 0 and "no divergence: 3 calls" in same.stdout
+    diff = cli("diff", str(a), str(c))
+    assert diff.returncode == 1
+    assert "call #2" in diff.stdout and "args.path: 'y' vs 'q'" in diff.stdout
+
+
+def test_demo_runs_offline_end_to_end(tmp_path: Path) -> None:
+    p = cli("demo", "--dir", str(tmp_path / "demo"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "process exit: SIGKILL" in p.stdout
+    assert p.stdout.count("[replayed from trace, not executed]") == 3
+    assert "ledger has 5 lines" in p.stdout
+    assert (tmp_path / "demo" / "ledger.csv").read_text().count("\n") == 5
