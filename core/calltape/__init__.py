@@ -31,11 +31,13 @@ from calltape.errors import (
     TraceError,
 )
 from calltape.fingerprint import fingerprint
+from calltape.markers import URL, Path
 from calltape.policy import Decision, Policy, ToolCall
 from calltape.result import CallResult, ErrorInfo
 from calltape.session import ReplayMode, Session, Summary, ToolSpec
 
 __all__ = [
+    "URL",
     "CallContext",
     "CallResult",
     "CalltapeError",
@@ -44,6 +46,7 @@ __all__ = [
     "FingerprintError",
     "IntegrationError",
     "MissingFrameworkError",
+    "Path",
     "Policy",
     "PolicyError",
     "ReplayMiss",

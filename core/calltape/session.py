@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +30,7 @@ from calltape._version import __version__
 from calltape.context import _CURRENT, CallContext
 from calltape.errors import ReplayMiss, RunStateError, ToolNotFound, TraceError
 from calltape.fingerprint import fingerprint_args, to_jsonable
+from calltape.markers import declared_args
 from calltape.policy import SIDE_EFFECTS, Decision, Policy, ToolCall
 from calltape.policy.presets import AllowAll, allow_all
 from calltape.result import CallResult, ErrorInfo, Status
@@ -72,6 +73,10 @@ class ToolSpec:
         description: Human/model-facing description (defaults to the docstring).
         side_effect: One of ``read``, ``write``, ``network``, ``exec``, ``unknown``.
         idempotent: Safe to run twice with the same arguments.
+        paths: Parameters whose values are filesystem paths (for sandbox policies).
+        urls: Parameters whose values are URLs or hosts (for network policies).
+        reconcile: ``reconcile(idempotency_key) -> "done" | "not_done" | "unknown"``: asked on
+            resume when the process died inside this tool, before deciding to run it again.
     """
 
     name: str
@@ -79,6 +84,9 @@ class ToolSpec:
     description: str | None = None
     side_effect: str = "unknown"
     idempotent: bool = False
+    paths: tuple[str, ...] = ()
+    urls: tuple[str, ...] = ()
+    reconcile: Callable[[str], str] | None = None
 
     @property
     def is_async(self) -> bool:
@@ -260,6 +268,9 @@ class Session:
         description: str | None = None,
         side_effect: str = "unknown",
         idempotent: bool = False,
+        paths: Sequence[str] = (),
+        urls: Sequence[str] = (),
+        reconcile: Callable[[str], str] | None = None,
     ) -> Callable[[F], F]: ...
 
     def tool(
@@ -271,6 +282,9 @@ class Session:
         description: str | None = None,
         side_effect: str = "unknown",
         idempotent: bool = False,
+        paths: Sequence[str] = (),
+        urls: Sequence[str] = (),
+        reconcile: Callable[[str], str] | None = None,
     ) -> Any:
         """Register a function as a tool; usable as ``@session.tool`` or ``@session.tool(...)``.
 
@@ -287,6 +301,9 @@ class Session:
                 description=description,
                 side_effect=side_effect,
                 idempotent=idempotent,
+                paths=paths,
+                urls=urls,
+                reconcile=reconcile,
             )
             return f
 
@@ -301,6 +318,9 @@ class Session:
         description: str | None = None,
         side_effect: str = "unknown",
         idempotent: bool = False,
+        paths: Sequence[str] = (),
+        urls: Sequence[str] = (),
+        reconcile: Callable[[str], str] | None = None,
     ) -> ToolSpec:
         """Register a callable as a tool: ``register(fn, ...)`` or ``register("name", fn, ...)``.
 
@@ -327,7 +347,17 @@ class Session:
         if description is None:
             doc = inspect.getdoc(fn)
             description = doc.strip() if doc else None
-        spec = ToolSpec(tool_name, fn, description, _check_side_effect(side_effect), idempotent)
+        marked_paths, marked_urls = declared_args(fn)
+        spec = ToolSpec(
+            tool_name,
+            fn,
+            description,
+            _check_side_effect(side_effect),
+            idempotent,
+            _merge(marked_paths, paths),
+            _merge(marked_urls, urls),
+            reconcile,
+        )
         with self._lock:
             old = self._specs.get(tool_name)
             if old is not None and old.fn is not None and old.fn is not fn:
@@ -345,6 +375,9 @@ class Session:
         side_effect: str = "unknown",
         idempotent: bool = False,
         description: str | None = None,
+        paths: Sequence[str] = (),
+        urls: Sequence[str] = (),
+        reconcile: Callable[[str], str] | None = None,
     ) -> ToolSpec:
         """Declare metadata (side effect, idempotency) for a tool the session does not call
         itself, e.g. a third-party framework tool you wrap with an integration.
@@ -360,6 +393,9 @@ class Session:
                 description if description is not None else (old.description if old else None),
                 _check_side_effect(side_effect),
                 idempotent,
+                _merge(old.paths if old else (), paths),
+                _merge(old.urls if old else (), urls),
+                reconcile if reconcile is not None else (old.reconcile if old else None),
             )
             self._specs[name] = spec
         return spec
@@ -805,6 +841,12 @@ class Session:
 
 
 _ALLOW_ALL = Decision.allow("allow_all", "every call is allowed (allow_all)")
+
+
+def _merge(a: Sequence[str], b: Sequence[str] | str) -> tuple[str, ...]:
+    if isinstance(b, str):
+        raise TypeError(f"paths/urls take a list of parameter names, not the string {b!r}")
+    return tuple(dict.fromkeys([*a, *b]))
 
 
 def _check_side_effect(side_effect: str) -> str:
