@@ -7,6 +7,8 @@ traceback. A torn last record is a warning (exit 0): every intact record is stil
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -351,6 +353,42 @@ def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from calltape.integrity import verify
+
+    report = verify(args.trace, args.key)
+    if report.problem is not None:
+        out.write(f"{report.path}:{report.line}: {report.problem}\n")
+        return EXIT_DIFFERENT
+    keyed = "HMAC" if report.keyed else "sha256"
+    if not report.closed:
+        out.write(
+            f"{report.path}: {report.records} records, {keyed} chain intact, but the run was "
+            "never closed (no run_end after the last attempt): the process died, is still "
+            "running, or the tail was cut\n"
+        )
+        return EXIT_OK if args.allow_open else EXIT_DIFFERENT
+    out.write(
+        f"ok: {report.records} records, {keyed} chain intact, run closed (head {report.head})\n"
+    )
+    return EXIT_OK
+
+
+def cmd_repair(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from calltape.integrity import repair
+
+    out.write(repair(args.trace) + "\n")
+    return EXIT_OK
+
+
+def cmd_resolve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from calltape.integrity import resolve
+
+    outcome = "done" if args.done else "redo"
+    out.write(resolve(args.trace, args.seq, outcome, reason=args.reason, key=args.key) + "\n")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from calltape.demo import run_demo
 
@@ -394,6 +432,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("b")
     s.set_defaults(func=cmd_diff)
 
+    s = sub.add_parser("verify", help="check the hash chain and that the run was closed")
+    s.add_argument("trace")
+    s.add_argument("--key", help="HMAC key of a keyed trace (default: $CALLTAPE_TRACE_KEY)")
+    s.add_argument(
+        "--allow-open", action="store_true", help="exit 0 for an intact run that is still open"
+    )
+    s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("repair", help="remove a torn last record (keeps a backup)")
+    s.add_argument("trace")
+    s.set_defaults(func=cmd_repair)
+
+    s = sub.add_parser("resolve", help="decide a call whose process died inside it")
+    s.add_argument("trace")
+    s.add_argument("seq", type=int)
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--done", action="store_true", help="it happened: answer it without running")
+    g.add_argument("--redo", action="store_true", help="it did not happen: run it again")
+    s.add_argument("--reason")
+    s.add_argument("--key", help="HMAC key of a keyed trace (default: $CALLTAPE_TRACE_KEY)")
+    s.set_defaults(func=cmd_resolve)
+
     s = sub.add_parser("demo", help="run the offline demo (record, block, crash, resume)")
     s.add_argument(
         "--dir", default="calltape-demo", help="where the demo writes (default: ./calltape-demo)"
@@ -419,14 +479,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CalltapeError as exc:
         err.write(f"calltape: error: {_one_line(str(exc))}\n")
         return EXIT_ERROR
+    except BrokenPipeError:  # e.g. piped into head
+        with contextlib.suppress(Exception):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return EXIT_OK
     except OSError as exc:
-        err.write(f"calltape: error: {exc.filename or ''}: {exc.strerror or exc}\n")
+        where = f"{exc.filename}: " if exc.filename else ""
+        err.write(f"calltape: error: {where}{exc.strerror or exc}\n")
         return EXIT_ERROR
     except KeyboardInterrupt:
         err.write("calltape: interrupted\n")
         return 130
-    except BrokenPipeError:  # pragma: no cover - e.g. piped into head
-        return EXIT_OK
     except Exception as exc:  # never a traceback: say what happened and where to report it
         err.write(
             f"calltape: internal error: {type(exc).__name__}: {_one_line(str(exc))} "

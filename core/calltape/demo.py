@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from calltape.context import current_call
 from calltape.policy import presets
 from calltape.session import Session
 
@@ -31,16 +32,25 @@ def payout_agent(trace: Path, ledger: Path, crash_at: int | None, out: TextIO) -
     """Run the payout plan on ``trace``; kill this very process during payment ``crash_at``."""
     session = Session(trace)
 
-    @session.tool(side_effect="write")
+    # idempotent=True: safe to run again after a crash, because the payment API (here, the
+    # ledger) deduplicates on calltape's idempotency key. A write tool without it would be
+    # blocked as "unknown_outcome" on resume until a human runs `calltape resolve`.
+    @session.tool(side_effect="write", idempotent=True)
     def pay(to: str, amount: int) -> str:
-        """Pay ``amount`` euros to ``to`` (appends to the ledger)."""
-        n = sum(1 for _ in ledger.open()) + 1 if ledger.exists() else 1
+        """Pay ``amount`` euros to ``to`` (appends to the ledger, once per idempotency key)."""
+        call = current_call()
+        assert call is not None
+        key = call.idempotency_key
+        lines = ledger.read_text().splitlines() if ledger.exists() else []
+        if any(line.endswith(key) for line in lines):
+            return f"paid {amount} EUR to {to} (already in the ledger)"
+        n = len(lines) + 1
         if crash_at is not None and n == crash_at:
             out.write(f"    paying {to} {amount} EUR ... process killed (SIGKILL)\n")
             out.flush()
             os.kill(os.getpid(), signal.SIGKILL)
         with ledger.open("a") as f:
-            f.write(f"{to},{amount}\n")
+            f.write(f"{to},{amount},{key}\n")
         return f"paid {amount} EUR to {to} (ledger line {n})"
 
     with session:

@@ -34,7 +34,15 @@ from calltape.markers import declared_args
 from calltape.policy import SIDE_EFFECTS, Decision, Policy, ToolCall
 from calltape.policy.presets import AllowAll, allow_all
 from calltape.result import CallResult, ErrorInfo, Status
-from calltape.trace import FORMAT_VERSION, RecordedCall, TraceIndex, TraceWriter
+from calltape.trace import (
+    FORMAT_VERSION,
+    ChainState,
+    RecordedCall,
+    TraceIndex,
+    TraceWriter,
+    cut_torn_tail,
+)
+from calltape.trace import trace_key as trace_key_bytes
 
 __all__ = ["ReplayMode", "Session", "Summary", "ToolSpec"]
 
@@ -42,8 +50,6 @@ log = logging.getLogger("calltape")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_dumps = orjson.dumps
-_NL = orjson.OPT_APPEND_NEWLINE
 _now = time.time
 _perf = time.perf_counter
 
@@ -149,6 +155,10 @@ class Session:
         run_id: Run id for a new trace (default: a random uuid). Ignored when resuming.
         raise_on_error: When True, :meth:`call`/:meth:`acall` raise the tool's exception (and
             :class:`~calltape.errors.ToolBlocked` for blocks) instead of returning the result.
+        trace_key: Makes the record chain an HMAC (default: the ``CALLTAPE_TRACE_KEY``
+            environment variable), so a rewritten record fails ``calltape verify --key``.
+        shared: Several processes append to this trace (one run). Without it the session
+            holds the trace exclusively and a second process opening it gets a TraceError.
 
     Raises:
         TraceError: the trace cannot be opened or written, or ``replay="strict"`` without one.
@@ -164,6 +174,8 @@ class Session:
         durability: str = "os",
         run_id: str | None = None,
         raise_on_error: bool = False,
+        trace_key: bytes | str | None = None,
+        shared: bool = False,
     ) -> None:
         try:
             self.replay = ReplayMode(replay)
@@ -190,68 +202,75 @@ class Session:
         new_id = run_id or uuid.uuid4().hex
         path = Path(trace) if trace is not None else Path("runs") / f"{new_id}.jsonl"
         self.trace_path = path
-        exists = path.exists() and path.stat().st_size > 0
-        if exists:
-            self._index = TraceIndex.build(path)
-            self.run_id = self._index.run_id
-            self.attempt = self._index.attempts + 1
-            self._seq = self._index.last_seq
-        else:
-            if self.replay is ReplayMode.STRICT:
+        self._key = trace_key_bytes(trace_key)
+        self._seq = 0
+        self._unknown: dict[tuple[str, int], int] = {}
+        if self.replay is ReplayMode.STRICT:
+            # strict replay is read-only: the recording stays exactly as it was
+            if not (path.exists() and path.stat().st_size > 0):
                 raise TraceError(
                     f"{path}: no trace to replay (replay='strict' needs a recorded trace); "
                     "record one first with replay='resume'"
                 )
-            self._index = TraceIndex(path=str(path))
-            self.run_id = new_id
-            self.attempt = 1
-            self._seq = 0
+            self._index = TraceIndex.build(path)
+            self.run_id, self.attempt = self._index.run_id, self._index.attempts + 1
+            self._seq = self._index.last_seq
+            self._replay_ok = self._index.ok
+            return
+        self._writer = writer = TraceWriter(path, durability, key=self._key, shared=shared)
+        try:
+            with writer.locked():
+                if writer.size() > 0:
+                    self._index = TraceIndex.build(path)
+                    if self._index.torn is not None:
+                        backup = cut_torn_tail(path, self._index.torn.nbytes)
+                        log.warning(
+                            "%s: a torn last record (%d bytes) from a crashed process was "
+                            "moved to %s",
+                            path,
+                            self._index.torn.nbytes,
+                            backup,
+                        )
+                    idx = self._index
+                    writer.state = ChainState(idx.head, idx.last_seq, idx.records, writer.size())
+                    self.run_id, self.attempt = idx.run_id, idx.attempts + 1
+                    header: dict[str, Any] = {
+                        "type": "attempt_start",
+                        "ts": _now(),
+                        "run_id": self.run_id,
+                        "attempt": self.attempt,
+                        "calltape": __version__,
+                        "pid": os.getpid(),
+                        "replay": self.replay.value,
+                    }
+                else:
+                    self._index = TraceIndex(path=str(path))
+                    writer.state = ChainState()
+                    self.run_id, self.attempt = new_id, 1
+                    header = {
+                        "type": "run_start",
+                        "ts": _now(),
+                        "format": FORMAT_VERSION,
+                        "run_id": self.run_id,
+                        "calltape": __version__,
+                        "created_at": datetime.now(UTC).isoformat(),
+                        "attempt": 1,
+                        "pid": os.getpid(),
+                        "keyed": self._key is not None,
+                    }
+                writer.append([header])
+        except BaseException:
+            writer.close()
+            raise
         self._replay_ok = self._index.ok if self.replay is not ReplayMode.OFF else {}
-        if self.replay is ReplayMode.STRICT:
-            return  # strict replay is read-only: the recording stays as it was
-        if self._index.torn is not None:
-            self._cut_torn_tail(self._index.torn.nbytes)
-        self._writer = TraceWriter(path, durability)
-        now = _now()
-        if exists:
-            head = {
-                "type": "attempt_start",
-                "ts": now,
-                "run_id": self.run_id,
-                "attempt": self.attempt,
-                "calltape": __version__,
-                "pid": os.getpid(),
-                "replay": self.replay.value,
-            }
-        else:
-            head = {
-                "type": "run_start",
-                "ts": now,
-                "format": FORMAT_VERSION,
-                "run_id": self.run_id,
-                "calltape": __version__,
-                "created_at": datetime.now(UTC).isoformat(),
-                "attempt": 1,
-                "pid": os.getpid(),
-            }
-        self._writer.write(_dumps(head, option=_NL))
+        self._unknown = self._unknown_calls()
 
-    def _cut_torn_tail(self, nbytes: int) -> None:
-        """Move a torn last record aside before appending, so the trace stays well-formed."""
-        path = self.trace_path
-        backup = path.with_name(f"{path.name}.torn-{int(_now())}")
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            f.seek(size - nbytes)
-            backup.write_bytes(f.read())
-        with open(path, "r+b") as f:
-            f.truncate(size - nbytes)
-        log.warning(
-            "%s: a torn last record (%d bytes) from a crashed process was moved to %s",
-            path,
-            nbytes,
-            backup,
-        )
+    def _unknown_calls(self) -> dict[tuple[str, int], int]:
+        """Calls that started and never ended (the process died), by (fingerprint, occurrence)."""
+        out: dict[tuple[str, int], int] = {}
+        for seq, rec in self._index.unfinished.items():
+            out.setdefault((rec["fp"], rec["occ"]), seq)
+        return out
 
     # ------------------------------------------------------------------ registration
 
@@ -520,12 +539,10 @@ class Session:
         with self._lock:
             occ = self._occ.get(fp, 0)
             self._occ[fp] = occ + 1
-            self._seq += 1
-            seq = self._seq
             start = {
                 "type": "call_start",
                 "ts": _now(),
-                "seq": seq,
+                "seq": 0,
                 "attempt": self.attempt,
                 "tool": name,
                 "fp": fp,
@@ -541,13 +558,61 @@ class Session:
             if hit is not None:
                 return self._finish_replayed(start, decision, hit)
             if self.replay is ReplayMode.STRICT:
-                self._seq -= 1
                 self._occ[fp] = occ
                 raise ReplayMiss(
                     name, dict(args), self._nearest(name, rec_args), str(self.trace_path)
                 )
-            self._write(_dumps(start, option=_NL))
+            if self._unknown:
+                settled = self._settle_unknown(start, spec, decision)
+                if settled is not None:
+                    return settled
+            seq = self._append([start], new_seq=True)
         return _Pending(name, seq, fp, occ, decision, call_id)
+
+    def _settle_unknown(
+        self, start: dict[str, Any], spec: ToolSpec | None, decision: Decision
+    ) -> CallResult | None:
+        """A call whose earlier process died inside it: run again only when that is safe."""
+        key = (start["fp"], start["occ"])
+        seq = self._unknown.get(key)
+        if seq is None:
+            return None
+        name = start["tool"]
+        resolution = self._index.resolutions.get(seq)
+        if resolution == "redo":
+            return None
+        if resolution == "done":
+            done = RecordedCall(seq, name, start["args"], None, 0.0)
+            return self._finish_replayed(
+                start, Decision.allow("unknown_outcome.resolved", "resolved as done"), done
+            )
+        if spec is not None and (spec.side_effect == "read" or spec.idempotent):
+            return None  # safe to repeat
+        if spec is not None and spec.reconcile is not None:
+            ctx = CallContext(self.run_id, seq, name, start["fp"], start["occ"], self.attempt)
+            try:
+                answer = spec.reconcile(ctx.idempotency_key)
+            except Exception as exc:
+                answer = f"unknown ({type(exc).__name__}: {exc})"
+            if answer == "not_done":
+                return None
+            if answer == "done":
+                done = RecordedCall(seq, name, start["args"], None, 0.0)
+                return self._finish_replayed(
+                    start, Decision.allow("unknown_outcome.reconciled", "reconcile: done"), done
+                )
+            why = f"its reconcile hook answered {answer!r}"
+        else:
+            why = f"{name!r} is not declared idempotent and has no reconcile hook"
+        return self._finish_blocked(
+            start,
+            Decision.deny(
+                "unknown_outcome",
+                f"an earlier process died during this call (seq {seq}) so its outcome is unknown "
+                f"and {why}. Check whether it took effect, then run: calltape resolve "
+                f"{self.trace_path} {seq} --done (it happened) or --redo (run it again)",
+            ),
+        )
 
     def _decide(
         self, name: str, args: Mapping[str, Any], spec: ToolSpec | None, side_effect: str, fp: str
@@ -576,15 +641,21 @@ class Session:
             )
         return decision
 
-    def _write(self, data: bytes) -> None:
+    def _append(self, records: list[dict[str, Any]], *, new_seq: bool = False) -> int:
         if self._writer is not None:
-            self._writer.write(data)
+            return self._writer.append(records, new_seq=new_seq)
+        if new_seq:  # strict replay writes nothing; numbers stay unique in memory
+            self._seq += 1
+            for rec in records:
+                rec["seq"] = self._seq
+            return self._seq
+        return 0
 
     def _finish_blocked(self, start: dict[str, Any], decision: Decision) -> CallResult:
         end = {
             "type": "call_end",
             "ts": start["ts"],
-            "seq": start["seq"],
+            "seq": 0,
             "status": "blocked",
             "output": None,
             "error": None,
@@ -592,7 +663,7 @@ class Session:
             "replayed": False,
             "duration_s": 0.0,
         }
-        self._write(_dumps(start, option=_NL) + _dumps(end, option=_NL))
+        self._append([start, end], new_seq=True)
         s = self._summary
         s.calls += 1
         s.blocked += 1
@@ -616,7 +687,7 @@ class Session:
         end = {
             "type": "call_end",
             "ts": start["ts"],
-            "seq": start["seq"],
+            "seq": 0,
             "status": "ok",
             "output": None,
             "error": None,
@@ -625,7 +696,7 @@ class Session:
             "replay_of": hit.seq,
             "duration_s": hit.duration_s,
         }
-        self._write(_dumps(start, option=_NL) + _dumps(end, option=_NL))
+        self._append([start, end], new_seq=True)
         s = self._summary
         s.calls += 1
         s.ok += 1
@@ -669,10 +740,10 @@ class Session:
             end["output_lossy"] = True
         with self._lock:
             try:
-                self._write(_dumps(end, option=_NL))
+                self._append([end])
             except TypeError:  # pragma: no cover - to_jsonable guarantees JSON; keep the record
                 end["output"] = str(value)
-                self._write(_dumps(end, option=_NL))
+                self._append([end])
             s = self._summary
             s.calls += 1
             s.tool_time_s += duration
@@ -815,7 +886,7 @@ class Session:
                 if reason:
                     rec["reason"] = reason
                 try:
-                    self._writer.write(_dumps(rec, option=_NL))
+                    self._writer.append([rec])
                 finally:
                     self._writer.close()
 

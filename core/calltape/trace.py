@@ -19,8 +19,12 @@ malformed raises :class:`~calltape.errors.TraceCorrupt` naming file and line.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
+import hmac
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +43,7 @@ __all__ = [
     "DecisionRecord",
     "ErrorRecord",
     "Record",
+    "Resolution",
     "RunEnd",
     "RunStart",
     "TraceIndex",
@@ -55,6 +60,11 @@ FORMAT_VERSION = 1
 class _Rec(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
     ts: float = Field(description="Unix time (seconds) when the record was written.")
+    h: str | None = Field(
+        None,
+        description="Chain hash: sha256 (HMAC-SHA256 with a trace key) of the previous "
+        "record's h and this record's JSON without h. Always the last key.",
+    )
 
 
 class RunStart(_Rec):
@@ -133,6 +143,18 @@ class RunEnd(_Rec):
     type: Literal["run_end"]
     attempt: int
     status: Literal["completed", "failed", "killed", "paused"]
+    reason: str | None = None
+    records: int | None = Field(None, description="Records in the file before this one.")
+    head: str | None = Field(None, description="h of the record before this one.")
+
+
+class Resolution(_Rec):
+    """A human decided the outcome of a call whose process died inside it."""
+
+    type: Literal["resolution"]
+    seq: int
+    outcome: Literal["done", "redo"]
+    by: str | None = None
     reason: str | None = None
 
 
@@ -307,6 +329,8 @@ class TraceIndex:
     unfinished: dict[int, dict[str, Any]] = field(default_factory=dict)
     torn: Torn | None = None
     ended: str | None = None
+    head: bytes = b""
+    resolutions: dict[int, str] = field(default_factory=dict)
 
     @classmethod
     def build(cls, path: str | os.PathLike[str]) -> TraceIndex:
@@ -325,6 +349,9 @@ class TraceIndex:
                 continue
             lineno, rec = item
             idx.records += 1
+            h = rec.get("h")
+            if isinstance(h, str):
+                idx.head = h.encode()
             kind = rec["type"]
             try:
                 if kind == "call_start":
@@ -355,6 +382,8 @@ class TraceIndex:
                     idx.ended = None
                 elif kind == "run_end":
                     idx.ended = rec["status"]
+                elif kind == "resolution":
+                    idx.resolutions[rec["seq"]] = rec["outcome"]
             except (KeyError, TypeError) as exc:
                 raise TraceCorrupt(idx.path, lineno, f"malformed {kind!r} record: {exc}") from None
         idx.unfinished = starts
@@ -364,41 +393,192 @@ class TraceIndex:
 # --------------------------------------------------------------------------- writing
 
 
+_H_PREFIX = b',"h":"'
+_H_SUFFIX_LEN = len(_H_PREFIX) + 64 + 3  # ,"h":"<64 hex>"}\n
+
+
+def chain_digest(prev: bytes, body: bytes, key: bytes | None) -> bytes:
+    """The ``h`` of a record: sha256 (or HMAC-SHA256 with ``key``) of the previous ``h`` and
+    this record's JSON without its ``h`` field."""
+    if key is None:
+        return hashlib.sha256(prev + b"\n" + body).hexdigest().encode()
+    return hmac.new(key, prev + b"\n" + body, hashlib.sha256).hexdigest().encode()
+
+
+def split_chained(line: bytes) -> tuple[bytes, bytes] | None:
+    """Split a record line into (body without ``h``, ``h``); None if it carries no ``h``."""
+    if len(line) < _H_SUFFIX_LEN + 2 or not line.endswith(b'"}\n'):
+        return None
+    cut = len(line) - _H_SUFFIX_LEN
+    if line[cut : cut + len(_H_PREFIX)] != _H_PREFIX:
+        return None
+    h = line[cut + len(_H_PREFIX) : -3]
+    return line[:cut] + b"}", h
+
+
+def trace_key(key: bytes | str | None) -> bytes | None:
+    """Normalize a trace key argument (falls back to the CALLTAPE_TRACE_KEY variable)."""
+    if key is None:
+        key = os.environ.get("CALLTAPE_TRACE_KEY") or None
+    if key is None:
+        return None
+    return key.encode() if isinstance(key, str) else bytes(key)
+
+
+@dataclass
+class ChainState:
+    """Where the trace ends: what the next record chains from."""
+
+    head: bytes = b""
+    last_seq: int = 0
+    records: int = 0
+    size: int = 0
+
+
 class TraceWriter:
-    """Appends whole records to a trace file.
+    """Appends whole, hash-chained records to a trace file.
 
-    Each record is handed to the OS in one ``write`` on an ``O_APPEND`` descriptor before the
-    caller proceeds (default durability ``"os"``: survives the process being killed). With
-    ``durability="fsync"`` each write is followed by ``fsync`` (survives power loss).
+    Each ``append`` hands its records to the OS in one ``write`` on an ``O_APPEND`` descriptor
+    before the caller proceeds (durability ``"os"``: survives the process being killed); with
+    ``durability="fsync"`` the write is followed by ``fsync`` (survives power loss).
 
-    A failed write (disk full, permission, file removed) raises :class:`TraceError` and
-    rolls back any partial bytes, so the records already written stay intact.
+    Every record carries ``h``, chaining it to the record before (see :func:`chain_digest`).
+
+    One process owns a trace (an exclusive ``flock`` lease on it) unless ``shared=True``: then
+    several processes append to the same run, each append serialized by an exclusive lock on
+    ``<trace>.lock``, which also holds the chain head so the chain never forks.
+
+    A failed write (disk full, permission, file removed) raises :class:`TraceError` and rolls
+    back any partial bytes, so the records already written stay intact.
     """
 
-    def __init__(self, path: str | os.PathLike[str], durability: str = "os") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        durability: str = "os",
+        *,
+        key: bytes | None = None,
+        shared: bool = False,
+    ) -> None:
         if durability not in ("os", "fsync"):
             raise ValueError(f"durability must be 'os' or 'fsync', not {durability!r}")
         self.path = os.fspath(path)
         self.fsync = durability == "fsync"
-        self.lock = threading.Lock()
-        parent = Path(self.path).parent
+        self.key = key
+        self.shared = shared
+        self.lock = threading.RLock()
+        self.state = ChainState()
+        self._lock_fd: int | None = None
+        self.closed = True
         try:
-            parent.mkdir(parents=True, exist_ok=True)
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as exc:
             raise TraceError(
                 f"{self.path}: cannot open the trace for writing: {exc.strerror or exc}"
             ) from None
+        try:
+            fcntl.flock(self._fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._fd)
+            how = "shared" if not shared else "exclusively"
+            raise TraceError(
+                f"{self.path}: the trace is in use by another process that holds it {how}; "
+                "close that session first, or open every session on it with shared=True"
+            ) from None
+        if shared:
+            self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         self.closed = False
+        self._depth = 0
 
-    def write(self, data: bytes) -> None:
-        """Append ``data`` (one or more whole records, each ending in a newline).
+    # -- locking ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[ChainState]:
+        """Hold the writer (threads, and in shared mode other processes) and sync the state."""
+        with self.lock:
+            if self._lock_fd is None or self._depth:
+                self._depth += 1
+                try:
+                    yield self.state
+                finally:
+                    self._depth -= 1
+                return
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                self._sync_shared_state()
+                yield self.state
+                self._save_shared_state()
+            finally:
+                self._depth -= 1
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _sync_shared_state(self) -> None:
+        assert self._lock_fd is not None
+        size = os.fstat(self._fd).st_size
+        if size == self.state.size:
+            return  # nobody else wrote since our last append
+        raw = os.pread(self._lock_fd, 256, 0).split()
+        if len(raw) == 4 and int(raw[0]) == size:
+            self.state = ChainState(
+                raw[3] if raw[3] != b"-" else b"", int(raw[1]), int(raw[2]), size
+            )
+            return
+        self.state = self.scan_state()  # a writer died between its append and the state update
+
+    def _save_shared_state(self) -> None:
+        assert self._lock_fd is not None
+        st = self.state
+        line = b"%d %d %d %s\n" % (st.size, st.last_seq, st.records, st.head or b"-")
+        os.pwrite(self._lock_fd, line.ljust(255) + b"\n", 0)
+
+    def scan_state(self) -> ChainState:
+        """Rebuild the chain state from the file (cutting a torn tail aside first)."""
+        idx = TraceIndex.build(self.path) if os.path.getsize(self.path) else None
+        if idx is not None and idx.torn is not None:
+            cut_torn_tail(self.path, idx.torn.nbytes)
+        size = os.fstat(self._fd).st_size
+        if idx is None:
+            return ChainState(size=size)
+        return ChainState(idx.head, idx.last_seq, idx.records, size)
+
+    # -- appending -------------------------------------------------------------------------
+
+    def append(self, records: list[dict[str, Any]], *, new_seq: bool = False) -> int:
+        """Chain and append ``records`` in one write. With ``new_seq``, give them the next seq.
+
+        Returns:
+            The seq given (0 without ``new_seq``).
 
         Raises:
-            TraceError: the write failed; nothing partial is left behind when avoidable.
+            TraceError: the write failed; the state and the file are as before.
         """
         if self.closed:
             raise TraceError(f"{self.path}: trace is closed")
+        with self.locked() as st:
+            seq = st.last_seq + 1 if new_seq else 0
+            head = st.head
+            count = st.records
+            parts = []
+            for rec in records:
+                if new_seq:
+                    rec["seq"] = seq
+                if rec["type"] == "run_end":
+                    rec["records"] = count
+                    rec["head"] = head.decode()
+                body = orjson.dumps(rec)
+                head = chain_digest(head, body, self.key)
+                parts.append(body[:-1] + _H_PREFIX + head + b'"}\n')
+                count += 1
+            data = b"".join(parts)
+            self._write(data)
+            st.head, st.records, st.size = head, count, st.size + len(data)
+            if new_seq:
+                st.last_seq = seq
+            return seq
+
+    def _write(self, data: bytes) -> None:
         fd = self._fd
         try:
             n = os.write(fd, data)
@@ -424,17 +604,30 @@ class TraceWriter:
                 os.ftruncate(self._fd, size - written)
             raise
 
+    def size(self) -> int:
+        return os.fstat(self._fd).st_size
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
             with contextlib.suppress(OSError):
-                os.close(self._fd)
+                os.close(self._fd)  # releases the lease
+            if self._lock_fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(self._lock_fd)
 
     def __del__(self) -> None:  # pragma: no cover - best effort
         with contextlib.suppress(Exception):
             self.close()
 
 
-def dumps_record(rec: dict[str, Any]) -> bytes:
-    """Encode one record as a JSONL line (no validation: the hot path)."""
-    return orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE)
+def cut_torn_tail(path: str | os.PathLike[str], nbytes: int) -> Path:
+    """Move the last ``nbytes`` (a torn record) of ``path`` to ``<path>.torn-<time>``."""
+    p = Path(path)
+    backup = p.with_name(f"{p.name}.torn-{time.time_ns()}")
+    size = p.stat().st_size
+    with open(p, "r+b") as f:
+        f.seek(size - nbytes)
+        backup.write_bytes(f.read())
+        f.truncate(size - nbytes)
+    return backup

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from calltape import Session
 from calltape.policy import presets
 

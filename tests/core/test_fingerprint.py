@@ -16,10 +16,11 @@ import orjson
 import pydantic
 import pytest
 import rfc8785
-from calltape.errors import FingerprintError
-from calltape.fingerprint import _fast_ok, canonical_json, fingerprint, normalize, to_jsonable
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from calltape.errors import FingerprintError
+from calltape.fingerprint import _fast_ok, canonical_json, fingerprint, normalize, to_jsonable
 
 MAX_SAFE = 2**53 - 1
 safe_ints = st.integers(min_value=-MAX_SAFE, max_value=MAX_SAFE)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from calltape import Session, TraceCorrupt, TraceError
 from calltape.trace import FORMAT_VERSION, Torn, TraceIndex, iter_raw, read_trace
 
@@ -99,8 +100,9 @@ def test_index_keeps_first_ok_result_per_fingerprint_occurrence(tmp_path: Path) 
 
 
 def test_json_schema_of_the_format_is_documented() -> None:
-    from calltape.trace import Record
     from pydantic import TypeAdapter
+
+    from calltape.trace import Record
 
     schema = TypeAdapter(Record).json_schema()
     doc = (Path(__file__).parents[2] / "docs" / "trace-format.md").read_text()

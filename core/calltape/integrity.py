@@ -1,0 +1,224 @@
+"""Tamper evidence and repair: ``calltape verify``, ``calltape repair``, ``calltape resolve``.
+
+Every record carries ``h`` = sha256 (HMAC-SHA256 with a trace key) of the previous record's
+``h`` and its own JSON without ``h``, so editing, deleting, inserting or reordering any record
+breaks the chain at that line. A session that closes writes ``run_end`` with the number of
+records before it and the chain head, so records cut from before it are caught; a trace whose
+last record is not a ``run_end`` is reported as never closed (the process died, or its tail was
+cut). With a key, an attacker who rewrites a record and recomputes the chain without the key
+is caught too.
+
+What a chain cannot catch: cutting off whole attempts *including* their ``run_end`` so the file
+ends at an earlier, genuine ``run_end``. Keep the head ``verify`` prints somewhere else (a log,
+a ticket) when you need that guarantee.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from calltape.errors import TraceCorrupt, TraceError
+from calltape.trace import (
+    ChainState,
+    TraceIndex,
+    TraceWriter,
+    chain_digest,
+    iter_raw,
+    split_chained,
+    trace_key,
+)
+
+__all__ = ["VerifyReport", "repair", "resolve", "verify"]
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify`` found."""
+
+    path: str
+    records: int = 0
+    head: str = ""
+    closed: bool = False
+    keyed: bool = False
+    problem: str | None = None
+    line: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def intact(self) -> bool:
+        return self.problem is None
+
+
+def verify(path: str | os.PathLike[str], key: bytes | str | None = None) -> VerifyReport:
+    """Check the hash chain and the closing record of a trace (streaming, constant memory).
+
+    Raises:
+        TraceError: the file cannot be opened.
+        TraceCorrupt: the file is not a calltape trace at all.
+    """
+    p = os.fspath(path)
+    k = trace_key(key)
+    report = VerifyReport(path=p)
+    prev = b""
+    last_type = ""
+    try:
+        f = open(p, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        raise TraceError(f"{p}: no such trace file") from None
+    except IsADirectoryError:
+        raise TraceError(f"{p}: is a directory, not a trace file") from None
+    with f:
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.endswith(b"\n"):
+                report.problem, report.line = (
+                    f"torn last record ({len(raw)} bytes, cut short by a crash); "
+                    f"'calltape repair {p}' removes it",
+                    lineno,
+                )
+                return report
+            parts = split_chained(raw)
+            if parts is None:
+                if lineno == 1:
+                    _check_header(p, raw)
+                report.problem, report.line = "record has no chain hash (h)", lineno
+                return report
+            body, h = parts
+            try:
+                rec = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                if lineno == 1:
+                    raise TraceCorrupt(p, 1, "not a calltape trace") from None
+                report.problem, report.line = "record is not valid JSON", lineno
+                return report
+            if lineno == 1:
+                _check_header(p, raw)
+                report.keyed = bool(rec.get("keyed"))
+                if report.keyed and k is None:
+                    raise TraceError(
+                        f"{p}: this trace is keyed (HMAC chain); pass --key or set "
+                        "CALLTAPE_TRACE_KEY to verify it"
+                    )
+            if chain_digest(prev, body, k) != h:
+                keyed = " (or the key is wrong)" if k is not None else ""
+                report.problem, report.line = (
+                    "chain broken: this record was altered, or a record before it was "
+                    f"deleted, inserted or reordered{keyed}",
+                    lineno,
+                )
+                return report
+            if rec.get("type") == "run_end" and (
+                rec.get("records") != report.records or rec.get("head") != prev.decode()
+            ):
+                report.problem, report.line = (
+                    f"run_end says {rec.get('records')} records came before it, the file "
+                    f"has {report.records}: records were removed or added",
+                    lineno,
+                )
+                return report
+            prev = h
+            last_type = str(rec.get("type"))
+            report.records += 1
+    if report.records == 0:
+        raise TraceCorrupt(p, 1, "empty file: not a calltape trace")
+    report.head = prev.decode()
+    report.closed = last_type == "run_end"
+    return report
+
+
+def _check_header(path: str, raw: bytes) -> None:
+    try:
+        rec = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise TraceCorrupt(path, 1, "not a calltape trace") from None
+    if not isinstance(rec, dict) or rec.get("type") != "run_start":
+        raise TraceCorrupt(path, 1, "not a calltape trace: the first record is not 'run_start'")
+
+
+def repair(path: str | os.PathLike[str]) -> str:
+    """Truncate a torn last record, keeping a full backup ``<trace>.bak-<time>``.
+
+    Returns:
+        A sentence saying what was done.
+
+    Raises:
+        TraceError: unreadable file. TraceCorrupt: damage that truncation cannot fix.
+    """
+    p = os.fspath(path)
+    torn = None
+    for item in iter_raw(p):
+        if not isinstance(item, tuple):
+            torn = item
+    if torn is None:
+        return f"{p}: nothing to repair (every record is intact)"
+    backup = f"{p}.bak-{time.strftime('%Y%m%dT%H%M%S')}"
+    shutil.copy2(p, backup)
+    size = os.path.getsize(p)
+    with open(p, "r+b") as f:
+        f.truncate(size - torn.nbytes)
+    return (
+        f"{p}: removed the torn last record (line {torn.line}, {torn.nbytes} bytes); "
+        f"backup of the original at {backup}"
+    )
+
+
+def resolve(
+    path: str | os.PathLike[str],
+    seq: int,
+    outcome: str,
+    *,
+    reason: str | None = None,
+    key: bytes | str | None = None,
+) -> str:
+    """Decide a call left in unknown state by a crash: ``done`` (it happened) or ``redo``.
+
+    Raises:
+        TraceError: the trace is in use, unreadable, or the call is not in unknown state.
+    """
+    if outcome not in ("done", "redo"):
+        raise ValueError("outcome must be 'done' or 'redo'")
+    p = Path(path)
+    idx = TraceIndex.build(p)
+    start = idx.unfinished.get(seq)
+    if start is None:
+        raise TraceError(
+            f"{p}: seq {seq} is not a call in unknown state (it has an outcome, or no such "
+            "call); 'calltape show' lists the unfinished calls"
+        )
+    k = trace_key(key)
+    with open(p, "rb") as f:
+        header = orjson.loads(f.readline())
+    if header.get("keyed") and k is None:
+        raise TraceError(f"{p}: this trace is keyed; pass --key or set CALLTAPE_TRACE_KEY")
+    writer = TraceWriter(p, key=k, shared=False)
+    try:
+        writer.state = ChainState(idx.head, idx.last_seq, idx.records, writer.size())
+        writer.append(
+            [
+                {
+                    "type": "resolution",
+                    "ts": time.time(),
+                    "seq": seq,
+                    "outcome": outcome,
+                    "by": _user(),
+                    "reason": reason,
+                }
+            ]
+        )
+    finally:
+        writer.close()
+    what = "answered without running" if outcome == "done" else "run again"
+    return f"{p}: seq {seq} ({start['tool']}) resolved as {outcome}: on resume it will be {what}"
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
