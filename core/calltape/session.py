@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import difflib
 import enum
+import hashlib
 import inspect
 import logging
 import os
@@ -33,6 +34,7 @@ from calltape.fingerprint import fingerprint_args, to_jsonable
 from calltape.markers import declared_args
 from calltape.policy import SIDE_EFFECTS, Decision, Policy, ToolCall
 from calltape.policy.presets import AllowAll, allow_all
+from calltape.redact import make_redactor
 from calltape.result import CallResult, ErrorInfo, Status
 from calltape.trace import (
     FORMAT_VERSION,
@@ -159,6 +161,12 @@ class Session:
             environment variable), so a rewritten record fails ``calltape verify --key``.
         shared: Several processes append to this trace (one run). Without it the session
             holds the trace exclusively and a second process opening it gets a TraceError.
+        redact: Secrets are masked in recorded arguments, outputs and errors before they touch
+            disk (default on; see :mod:`calltape.redact`). A list adds key names or callables
+            ``fn(path, value) -> value``; ``False`` turns it off.
+        blob_threshold: Outputs whose JSON is larger than this many bytes are stored in
+            content-addressed files under ``<trace>.blobs/`` so the trace stays small and
+            streamable; replay restores them.
 
     Raises:
         TraceError: the trace cannot be opened or written, or ``replay="strict"`` without one.
@@ -176,6 +184,8 @@ class Session:
         raise_on_error: bool = False,
         trace_key: bytes | str | None = None,
         shared: bool = False,
+        redact: bool | Sequence[str | Callable[[str, Any], Any]] = True,
+        blob_threshold: int = 64 * 1024,
     ) -> None:
         try:
             self.replay = ReplayMode(replay)
@@ -203,6 +213,8 @@ class Session:
         path = Path(trace) if trace is not None else Path("runs") / f"{new_id}.jsonl"
         self.trace_path = path
         self._key = trace_key_bytes(trace_key)
+        self._redactor = make_redactor(redact)
+        self._blob_threshold = blob_threshold
         self._seq = 0
         self._unknown: dict[tuple[str, int], int] = {}
         if self.replay is ReplayMode.STRICT:
@@ -535,6 +547,8 @@ class Session:
         spec = self._specs.get(name)
         side_effect = spec.side_effect if spec is not None else "unknown"
         fp, rec_args = fingerprint_args(name, args)  # raises FingerprintError: nothing runs
+        if self._redactor is not None:
+            rec_args = self._redactor(rec_args, "args")  # the fingerprint used the real args
         decision = self._decide(name, args, spec, side_effect, fp)
         with self._lock:
             occ = self._occ.get(fp, 0)
@@ -702,10 +716,13 @@ class Session:
         s.ok += 1
         s.replayed += 1
         s.time_saved_s += hit.duration_s
+        output = hit.output
+        if type(output) is dict and BLOB_KEY in output:
+            output = self._load_blob(output)
         return CallResult(
             start["tool"],
             "ok",
-            hit.output,
+            output,
             None,
             decision,
             True,
@@ -717,13 +734,21 @@ class Session:
 
     def _end(self, p: _Pending, out: Any, exc: BaseException | None, duration: float) -> CallResult:
         status: Status
+        redactor = self._redactor
+        rec_err: dict[str, str] | None = None
         if exc is None:
             value, lossless = to_jsonable(out)
+            if redactor is not None:
+                value = redactor(value, "output")
+            if isinstance(value, (str, list, dict)) and _maybe_large(value, self._blob_threshold):
+                value = self._store_blob(value)
             err = None
             status = "ok"
         else:
             value, lossless = None, True
             err = ErrorInfo(type(exc).__qualname__, _exc_message(exc))
+            msg = redactor.text(err.message) if redactor is not None else err.message
+            rec_err = {"type": err.type, "message": msg}
             status = "error"
         end: dict[str, Any] = {
             "type": "call_end",
@@ -731,7 +756,7 @@ class Session:
             "seq": p.seq,
             "status": status,
             "output": value,
-            "error": None if err is None else {"type": err.type, "message": err.message},
+            "error": rec_err,
             "decision": p.decision.as_record(),
             "replayed": False,
             "duration_s": duration,
@@ -764,6 +789,42 @@ class Session:
             p.call_id,
             exc,
         )
+
+    def _store_blob(self, value: Any) -> Any:
+        data = orjson.dumps(value)
+        if len(data) <= self._blob_threshold or self._writer is None:
+            return value
+        digest = hashlib.sha256(data).hexdigest()
+        folder = self.trace_path.with_name(self.trace_path.name + ".blobs")
+        target = folder / f"{digest}.json"
+        if not target.exists():
+            try:
+                folder.mkdir(exist_ok=True)
+                tmp = folder / f".{digest}.{os.getpid()}.tmp"
+                tmp.write_bytes(data)
+                if self._writer.fsync:
+                    with open(tmp, "rb+") as f:
+                        os.fsync(f.fileno())
+                os.replace(tmp, target)
+            except OSError as exc:
+                raise TraceError(
+                    f"{target}: cannot store a large output ({exc.strerror or exc})"
+                ) from None
+        return {BLOB_KEY: digest, "bytes": len(data)}
+
+    def _load_blob(self, ref: dict[str, Any]) -> Any:
+        digest = ref[BLOB_KEY]
+        target = self.trace_path.with_name(self.trace_path.name + ".blobs") / f"{digest}.json"
+        try:
+            data = target.read_bytes()
+        except OSError as exc:
+            raise TraceError(
+                f"{target}: the recorded output of this call is missing ({exc.strerror}); "
+                "restore the .blobs folder next to the trace, or resume with replay='off'"
+            ) from None
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise TraceError(f"{target}: blob content does not match its hash (altered)")
+        return orjson.loads(data)
 
     def _nearest(self, name: str, args: Any, limit: int = 3) -> list[str]:
         target = orjson.dumps(args, option=orjson.OPT_SORT_KEYS).decode()
@@ -912,6 +973,15 @@ class Session:
 
 
 _ALLOW_ALL = Decision.allow("allow_all", "every call is allowed (allow_all)")
+
+
+BLOB_KEY = "$calltape_blob"
+
+
+def _maybe_large(value: Any, threshold: int) -> bool:
+    if isinstance(value, str):
+        return len(value) * 4 > threshold  # cheap bound before encoding
+    return len(value) > 0
 
 
 def _merge(a: Sequence[str], b: Sequence[str] | str) -> tuple[str, ...]:

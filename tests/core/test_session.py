@@ -380,3 +380,55 @@ def test_store_failure_means_the_tool_does_not_run(tmp_path: Path) -> None:
     with pytest.raises(TraceError, match="was not executed"):
         s.call("t")
     assert ran == []
+
+
+def test_large_outputs_go_to_blobs_and_replay_restores_them(tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    big = {"rows": [f"row {i}" for i in range(5000)]}
+    with Session(trace, blob_threshold=1024) as s:
+        s.register("dump", lambda: big, side_effect="read")
+        assert s.call("dump").output == big
+    assert trace.stat().st_size < 4096, "the trace stays small"
+    blobs = list((tmp_path / "t.jsonl.blobs").iterdir())
+    assert len(blobs) == 1
+    with Session(trace, blob_threshold=1024) as s:
+        s.register("dump", lambda: {"rows": []}, side_effect="read")
+        r = s.call("dump")
+    assert r.replayed and r.output == big
+
+
+def test_secrets_are_redacted_before_disk_but_fingerprint_uses_real_args(trace: Path) -> None:
+    secret = "sk-live-0123456789abcdefghijkl"
+
+    def call_api(api_key: str, query: str) -> str:
+        raise PermissionError(f"key {secret} rejected")
+
+    def echo(text: str) -> dict:
+        return {"reply": text, "password": "hunter2"}
+
+    with Session(trace) as s:
+        s.register(call_api)
+        s.register(echo)
+        r = s.call("call_api", api_key=secret, query="q")
+        assert secret in r.error.message  # in memory the caller still sees the real error
+        e = s.call("echo", text=f"Bearer {secret}")
+    raw = trace.read_bytes()
+    assert secret.encode() not in raw and b"hunter2" not in raw
+    assert b"[REDACTED]" in raw
+    with Session(trace) as s:
+        s.register(echo)
+        s.register(call_api)
+        again = s.call("echo", text=f"Bearer {secret}")
+    assert again.replayed and again.fingerprint == e.fingerprint
+
+
+def test_redaction_can_be_extended_and_turned_off(tmp_path: Path) -> None:
+    t1, t2 = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    with Session(t1, redact=["account_no"]) as s:
+        s.register("pay", lambda account_no, amount: "ok")
+        s.call("pay", account_no="DE89370400440532013000", amount=5)
+    assert b"DE89370400440532013000" not in t1.read_bytes()
+    with Session(t2, redact=False) as s:
+        s.register("login", lambda password: "ok")
+        s.call("login", password="hunter2")
+    assert b"hunter2" in t2.read_bytes()

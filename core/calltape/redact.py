@@ -1,0 +1,167 @@
+"""Redaction before disk: secrets in arguments, outputs and errors never reach the trace.
+
+On by default. What is redacted:
+
+* values under keys, at any depth, whose name contains one of :data:`DEFAULT_KEYS`
+  (``password``, ``token``, ``api_key``, ``secret``, ``authorization``, ``cookie``...);
+* values matching :data:`PATTERNS` anywhere in a string: OpenAI/Anthropic ``sk-`` keys,
+  GitHub tokens, AWS access key ids and secret keys, bearer tokens and JWTs, passwords in URLs
+  (``scheme://user:password@host``), PEM private keys, Slack tokens.
+
+``Session(redact=[...])`` adds key names (strings) or callables
+``fn(path: str, value: Any) -> Any`` (return the value to record); ``redact=False`` turns it off.
+
+The fingerprint is computed on the real arguments, before redaction, so replay still matches.
+A fingerprint is a sha256 of the canonical arguments: it does not contain the secret, but a
+party who can guess the full arguments can confirm a guess by hashing them. Treat traces as
+sensitive anyway.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import orjson
+
+__all__ = ["DEFAULT_KEYS", "MASK", "PATTERNS", "Redactor", "make_redactor"]
+
+MASK = "[REDACTED]"
+
+DEFAULT_KEYS: tuple[str, ...] = (
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "api-key",
+    "access_key",
+    "private_key",
+    "authorization",
+    "auth_header",
+    "cookie",
+    "session_id",
+    "sessionid",
+    "credential",
+    "client_secret",
+    "x-api-key",
+)
+
+#: (kind, pattern, replacement) applied to every string. Replacements keep non-secret parts.
+PATTERNS: tuple[tuple[str, str, str], ...] = (
+    (
+        "pem_private_key",
+        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)",
+        MASK,
+    ),
+    ("jwt", r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*", MASK),
+    ("bearer", r"(?i)\b(bearer|token|basic)\s+[A-Za-z0-9\-._~+/]{8,}=*", r"\1 " + MASK),
+    ("openai_anthropic_key", r"\bsk-(?:ant-|proj-|live-|test-)?[A-Za-z0-9_\-]{16,}", MASK),
+    ("github_token", r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{20,})", MASK),
+    ("aws_access_key_id", r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[0-9A-Z]{16}\b", MASK),
+    (
+        "aws_secret_access_key",
+        r"(?i)(aws_?secret_?access_?key[\"']?\s*[=:]\s*[\"']?)[A-Za-z0-9/+=]{40}",
+        r"\1" + MASK,
+    ),
+    ("url_password", r"(?i)\b([a-z][a-z0-9+.\-]*://[^:/@\s]+:)[^@\s/]+(@)", r"\1" + MASK + r"\2"),
+    ("slack_token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}", MASK),
+)
+
+Custom = Callable[[str, Any], Any]
+
+
+class Redactor:
+    """Redacts secrets from values about to be recorded."""
+
+    def __init__(self, keys: Iterable[str] = DEFAULT_KEYS, custom: Iterable[Custom] = ()) -> None:
+        self.keys = tuple(k.lower() for k in keys)
+        self.custom = tuple(custom)
+        key_alt = "|".join(re.escape(k) for k in self.keys)
+        self._key_re = re.compile(f"(?i)(?:{key_alt})") if self.keys else None
+        self._patterns = [(re.compile(p), r) for _, p, r in PATTERNS]
+        # One pass over the encoded bytes tells whether anything needs redacting at all.
+        value_alt = "|".join(f"(?:{_scoped(p)})" for _, p, _ in PATTERNS)
+        key_probe = f'"[^"]*(?i:{key_alt})[^"]*":' if self.keys else "(?!x)x"
+        self._probe = re.compile(f"{key_probe}|{value_alt}".encode())
+
+    def __call__(self, value: Any, path: str = "") -> Any:
+        """Return ``value`` with secrets masked (the original is not modified)."""
+        if not self.custom:
+            try:
+                if not self._probe.search(orjson.dumps(value)):
+                    return value
+            except TypeError:
+                pass
+        return self._walk(value, path)
+
+    def text(self, text: str) -> str:
+        """Mask secret-looking substrings of a string (used for error messages)."""
+        for rx, repl in self._patterns:
+            text = rx.sub(repl, text)
+        for fn in self.custom:
+            out = fn("error", text)
+            text = out if isinstance(out, str) else text
+        return text
+
+    def _walk(self, value: Any, path: str) -> Any:
+        if isinstance(value, dict):
+            out = {}
+            for k, v in value.items():
+                sub = f"{path}.{k}" if path else str(k)
+                if self._key_re is not None and isinstance(k, str) and self._key_re.search(k):
+                    out[k] = _mask_strings(v)
+                else:
+                    out[k] = self._walk(v, sub)
+            value = out
+        elif isinstance(value, list):
+            value = [self._walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        elif isinstance(value, str):
+            for rx, repl in self._patterns:
+                value = rx.sub(repl, value)
+        for fn in self.custom:
+            value = fn(path, value)
+        return value
+
+
+def _scoped(pattern: str) -> str:
+    # a leading (?i) is global; inside one alternation it must be scoped: (?i:...)
+    return f"(?i:{pattern[4:]})" if pattern.startswith("(?i)") else pattern
+
+
+def _mask_strings(value: Any) -> Any:
+    """Under a secret-named key: mask every string (numbers such as max_tokens stay)."""
+    if isinstance(value, str):
+        return MASK if value else value
+    if isinstance(value, dict):
+        return {k: _mask_strings(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask_strings(v) for v in value]
+    return value
+
+
+def make_redactor(redact: bool | Iterable[str | Custom] | None) -> Redactor | None:
+    """Build the session's redactor from its ``redact=`` argument.
+
+    Raises:
+        TypeError: an entry is neither a key name nor a callable.
+    """
+    if redact is None or redact is True:
+        return Redactor()
+    if redact is False:
+        return None
+    keys = list(DEFAULT_KEYS)
+    custom: list[Custom] = []
+    for item in redact:
+        if isinstance(item, str):
+            keys.append(item)
+        elif callable(item):
+            custom.append(item)
+        else:
+            raise TypeError(
+                f"redact= takes key names (str) or callables fn(path, value); got {item!r}"
+            )
+    return Redactor(keys, custom)
