@@ -56,6 +56,20 @@ def core(session: nox.Session) -> None:
     session.run("pytest", "tests/core", *session.posargs)
 
 
+@nox.session(python=PYTHON, tags=["reliability"])
+def reliability(session: nox.Session) -> None:
+    """Concurrency, tamper evidence, redaction, store failure and fuzzing."""
+    session.install("-e", "core", *TEST_DEPS)
+    session.run("pytest", "tests/reliability", "-m", "not crash", *session.posargs)
+
+
+@nox.session(python=PYTHON, tags=["crash"])
+def crash(session: nox.Session) -> None:
+    """The kill -9 harness: hundreds of runs killed at random points, then resumed."""
+    session.install("-e", "core", *TEST_DEPS)
+    session.run("pytest", "tests/reliability", "-m", "crash", "-s", *session.posargs)
+
+
 @nox.session(python=PYTHON, tags=["demo"])
 def demo(session: nox.Session) -> None:
     """The README demo: offline, on the default JSONL trace store."""
@@ -141,6 +155,8 @@ nox.options.sessions = [
     "lint",
     "typecheck",
     "core",
+    "reliability",
+    "crash",
     "demo",
     *[fw for fw in INTEGRATIONS if (ROOT / "integrations" / fw / "matrix.json").exists()],
     "compat",

@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from calltape.trace import FORMAT_VERSION, Record
 from pydantic import TypeAdapter
+
+from calltape.trace import FORMAT_VERSION, Record
 
 INTRO = f"""# Trace format (version {FORMAT_VERSION})
 
