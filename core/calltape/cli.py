@@ -47,6 +47,8 @@ class CallRow:
     replayed: bool = False
     replay_of: int | None = None
     duration_s: float = 0.0
+    note: str = ""
+    cost_usd: float = 0.0
     line: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -97,6 +99,8 @@ def load_run(path: str) -> RunView:
                 rec.side_effect,
                 line=line,
             )
+            row.note = _note(rec)
+            row.cost_usd = rec.cost_usd or 0.0
             open_calls[rec.seq] = row
             view.calls.append(row)
         elif kind == "call_end":
@@ -112,12 +116,30 @@ def load_run(path: str) -> RunView:
             ended.replayed = rec.replayed
             ended.replay_of = rec.replay_of
             ended.duration_s = rec.duration_s
+            if rec.contract_drift:
+                ended.note = _join(ended.note, f"contract drift: {rec.contract_drift['detail']}")
         elif kind == "run_end":
             view.end = {"status": rec.status, "attempt": rec.attempt, "reason": rec.reason}
     return view
 
 
 # ------------------------------------------------------------------ formatting helpers
+
+
+def _join(a: str, b: str) -> str:
+    return f"{a}; {b}" if a else b
+
+
+def _note(rec: Any) -> str:
+    note = ""
+    if rec.retry_of is not None:
+        note = f"retry {rec.try_} of #{rec.retry_of}"
+    if rec.fallback_for is not None:
+        note = _join(note, f"fallback for #{rec.fallback_for}")
+    if rec.approval:
+        verb = "approved" if rec.approval.get("approved") else "denied"
+        note = _join(note, f"{verb} by {rec.approval.get('by')}")
+    return note
 
 
 def _preview(value: Any, limit: int = 48) -> str:
@@ -174,8 +196,10 @@ def _summary_counts(calls: Sequence[CallRow]) -> dict[str, Any]:
     by_rule: dict[str, int] = {}
     duration = 0.0
     saved = 0.0
+    cost = 0.0
     for c in calls:
         counts[c.status] = counts.get(c.status, 0) + 1
+        cost += c.cost_usd
         if c.replayed:
             counts["replayed"] += 1
             saved += c.duration_s
@@ -187,6 +211,7 @@ def _summary_counts(calls: Sequence[CallRow]) -> dict[str, Any]:
     counts["blocked_by_rule"] = by_rule
     counts["tool_time_s"] = round(duration, 6)
     counts["time_saved_s"] = round(saved, 6)
+    counts["cost_usd"] = round(cost, 6)
     return counts
 
 
@@ -218,16 +243,22 @@ def cmd_show(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 "yes" if c.replayed else "",
                 _duration(c.duration_s) if c.status != "unfinished" else "-",
                 _preview(c.args),
+                c.note,
             ]
         )
-    _table(rows, ["seq", "att", "tool", "status", "decision", "replayed", "duration", "args"], out)
+    _table(
+        rows,
+        ["seq", "att", "tool", "status", "decision", "replayed", "duration", "args", "note"],
+        out,
+    )
     if args.summary:
         s = _summary_counts(view.calls)
         out.write(
             f"\nsummary: {s['calls']} calls, {s['ok']} ok, {s['errors']} errors, "
-            f"{s['blocked']} blocked, {s['replayed']} replayed, {s['unfinished']} unfinished; "
+            f"{s['blocked']} blocked, {s.get('pending_approval', 0)} waiting for approval, "
+            f"{s['replayed']} replayed, {s['unfinished']} unfinished; "
             f"tool time {_duration(s['tool_time_s'])}, saved by replay "
-            f"{_duration(s['time_saved_s'])}\n"
+            f"{_duration(s['time_saved_s'])}, cost ${s['cost_usd']:.4f}\n"
         )
         for rule, n in sorted(s["blocked_by_rule"].items()):
             out.write(f"  blocked by {rule}: {n}\n")
@@ -385,7 +416,22 @@ def cmd_resolve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from calltape.integrity import resolve
 
     outcome = "done" if args.done else "redo"
-    out.write(resolve(args.trace, args.seq, outcome, reason=args.reason, key=args.key) + "\n")
+    out.write(resolve(args.trace, args.seq, outcome, reason=args.reason) + "\n")
+    return EXIT_OK
+
+
+def cmd_approve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from calltape.integrity import decide_approval
+
+    approved = args.command == "approve"
+    out.write(decide_approval(args.trace, args.seq, approved, reason=args.reason) + "\n")
+    return EXIT_OK
+
+
+def cmd_kill(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from calltape.integrity import kill
+
+    out.write(kill(args.trace, args.reason) + "\n")
     return EXIT_OK
 
 
@@ -451,8 +497,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--done", action="store_true", help="it happened: answer it without running")
     g.add_argument("--redo", action="store_true", help="it did not happen: run it again")
     s.add_argument("--reason")
-    s.add_argument("--key", help="HMAC key of a keyed trace (default: $CALLTAPE_TRACE_KEY)")
     s.set_defaults(func=cmd_resolve)
+
+    for verb in ("approve", "deny"):
+        s = sub.add_parser(verb, help=f"{verb} a call waiting for human approval")
+        s.add_argument("trace")
+        s.add_argument("seq", type=int)
+        s.add_argument("--reason", required=verb == "deny", help="why (recorded in the trace)")
+        s.set_defaults(func=cmd_approve)
+
+    s = sub.add_parser("kill", help="stop a running agent: its next call is blocked")
+    s.add_argument("trace")
+    s.add_argument("--reason")
+    s.set_defaults(func=cmd_kill)
 
     s = sub.add_parser("demo", help="run the offline demo (record, block, crash, resume)")
     s.add_argument(

@@ -20,22 +20,20 @@ import os
 import shutil
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import orjson
 
+from calltape import control
 from calltape.errors import TraceCorrupt, TraceError
 from calltape.trace import (
-    ChainState,
     TraceIndex,
-    TraceWriter,
     chain_digest,
     iter_raw,
     split_chained,
     trace_key,
 )
 
-__all__ = ["VerifyReport", "repair", "resolve", "verify"]
+__all__ = ["VerifyReport", "decide_approval", "kill", "repair", "resolve", "verify"]
 
 
 @dataclass
@@ -174,47 +172,60 @@ def resolve(
     outcome: str,
     *,
     reason: str | None = None,
-    key: bytes | str | None = None,
 ) -> str:
     """Decide a call left in unknown state by a crash: ``done`` (it happened) or ``redo``.
 
+    The decision goes to the trace's control inbox; the session running the trace (or the
+    next one to resume it) records and applies it.
+
     Raises:
-        TraceError: the trace is in use, unreadable, or the call is not in unknown state.
+        TraceError: unreadable trace, or the call is not in unknown state.
     """
     if outcome not in ("done", "redo"):
         raise ValueError("outcome must be 'done' or 'redo'")
-    p = Path(path)
-    idx = TraceIndex.build(p)
+    idx = TraceIndex.build(path)
     start = idx.unfinished.get(seq)
     if start is None:
         raise TraceError(
-            f"{p}: seq {seq} is not a call in unknown state (it has an outcome, or no such "
+            f"{path}: seq {seq} is not a call in unknown state (it has an outcome, or no such "
             "call); 'calltape show' lists the unfinished calls"
         )
-    k = trace_key(key)
-    with open(p, "rb") as f:
-        header = orjson.loads(f.readline())
-    if header.get("keyed") and k is None:
-        raise TraceError(f"{p}: this trace is keyed; pass --key or set CALLTAPE_TRACE_KEY")
-    writer = TraceWriter(p, key=k, shared=False)
-    try:
-        writer.state = ChainState(idx.head, idx.last_seq, idx.records, writer.size())
-        writer.append(
-            [
-                {
-                    "type": "resolution",
-                    "ts": time.time(),
-                    "seq": seq,
-                    "outcome": outcome,
-                    "by": _user(),
-                    "reason": reason,
-                }
-            ]
-        )
-    finally:
-        writer.close()
+    control.post(path, {"type": "resolution", "seq": seq, "outcome": outcome, "reason": reason})
     what = "answered without running" if outcome == "done" else "run again"
-    return f"{p}: seq {seq} ({start['tool']}) resolved as {outcome}: on resume it will be {what}"
+    return f"{path}: seq {seq} ({start['tool']}) resolved as {outcome}: on resume it will be {what}"
+
+
+def decide_approval(
+    path: str | os.PathLike[str], seq: int, approved: bool, *, reason: str | None = None
+) -> str:
+    """Approve or deny a call waiting for approval (``calltape approve/deny``).
+
+    Raises:
+        TraceError: unreadable trace, or the call is not waiting for approval.
+    """
+    idx = TraceIndex.build(path)
+    if seq not in idx.pending:
+        raise TraceError(
+            f"{path}: seq {seq} is not waiting for approval; 'calltape show' marks the calls "
+            "that are (status pending_approval)"
+        )
+    if seq in idx.approvals:
+        prev = "approved" if idx.approvals[seq].get("approved") else "denied"
+        raise TraceError(f"{path}: seq {seq} was already {prev}")
+    control.post(path, {"type": "approval", "seq": seq, "approved": approved, "reason": reason})
+    verb = "approved" if approved else "denied"
+    then = "runs once" if approved else "stays blocked"
+    return f"{path}: seq {seq} {verb}; when the agent runs again the call {then}"
+
+
+def kill(path: str | os.PathLike[str], reason: str | None = None) -> str:
+    """Stop the run from another process: its next call is blocked with rule ``killed``.
+
+    Raises:
+        TraceError: no such trace.
+    """
+    control.post(path, {"type": "kill", "reason": reason or "killed from the command line"})
+    return f"{path}: kill requested; the running session blocks its next call (within ~10 ms)"
 
 
 def _user() -> str:

@@ -27,14 +27,19 @@ from typing import Any, TypeVar, overload
 
 import orjson
 
+from calltape import control
 from calltape._version import __version__
+from calltape.approval import ApprovalRequest, Approver, ask_callback, ask_terminal
 from calltape.context import _CURRENT, CallContext
+from calltape.contracts import check_contract
 from calltape.errors import ReplayMiss, RunStateError, ToolNotFound, TraceError
 from calltape.fingerprint import fingerprint_args, to_jsonable
+from calltape.limits import Budget, RateLimit, RateWindow
 from calltape.markers import declared_args
 from calltape.policy import SIDE_EFFECTS, Decision, Policy, ToolCall
 from calltape.policy.presets import AllowAll, allow_all
 from calltape.redact import make_redactor
+from calltape.resilience import Retry, acall_with_timeout, call_with_timeout
 from calltape.result import CallResult, ErrorInfo, Status
 from calltape.trace import (
     FORMAT_VERSION,
@@ -46,7 +51,7 @@ from calltape.trace import (
 )
 from calltape.trace import trace_key as trace_key_bytes
 
-__all__ = ["ReplayMode", "Session", "Summary", "ToolSpec"]
+__all__ = ["ReplayMode", "RunState", "Session", "Summary", "ToolSpec"]
 
 log = logging.getLogger("calltape")
 
@@ -85,6 +90,12 @@ class ToolSpec:
         urls: Parameters whose values are URLs or hosts (for network policies).
         reconcile: ``reconcile(idempotency_key) -> "done" | "not_done" | "unknown"``: asked on
             resume when the process died inside this tool, before deciding to run it again.
+        timeout: Seconds before the call is abandoned and recorded as ``ToolTimeout``.
+        retry: :class:`~calltape.resilience.Retry` settings (only for tools safe to repeat).
+        fallback: Name of a registered tool to call with the same arguments when this one
+            fails or is blocked.
+        output: Output contract (pydantic model, JSON schema dict, ``"json"`` or ``"text"``).
+        on_drift: ``"warn"`` or ``"block"`` when the output breaks its contract.
     """
 
     name: str
@@ -95,6 +106,11 @@ class ToolSpec:
     paths: tuple[str, ...] = ()
     urls: tuple[str, ...] = ()
     reconcile: Callable[[str], str] | None = None
+    timeout: float | None = None
+    retry: Retry | None = None
+    fallback: str | None = None
+    output: Any = None
+    on_drift: str = "warn"
 
     @property
     def is_async(self) -> bool:
@@ -113,6 +129,9 @@ class Summary:
     time_saved_s: float = 0.0
     tool_time_s: float = 0.0
     blocked_by_rule: dict[str, int] = field(default_factory=dict)
+    cost_usd: float = 0.0
+    tokens: int = 0
+    state: str = "running"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -124,6 +143,9 @@ class Summary:
             "time_saved_s": round(self.time_saved_s, 6),
             "tool_time_s": round(self.tool_time_s, 6),
             "blocked_by_rule": dict(self.blocked_by_rule),
+            "cost_usd": round(self.cost_usd, 6),
+            "tokens": self.tokens,
+            "state": self.state,
         }
 
 
@@ -142,6 +164,33 @@ class _Pending:
     occ: int
     decision: Decision
     call_id: str | None
+    start: dict[str, Any]
+
+
+class RunState(str, enum.Enum):
+    """CREATED → RUNNING → PAUSED → COMPLETED / KILLED / FAILED (recorded in the trace)."""
+
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    KILLED = "killed"
+    FAILED = "failed"
+
+
+_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
+    RunState.CREATED: frozenset({RunState.RUNNING, RunState.FAILED}),
+    RunState.RUNNING: frozenset(
+        {RunState.PAUSED, RunState.COMPLETED, RunState.KILLED, RunState.FAILED}
+    ),
+    RunState.PAUSED: frozenset(
+        {RunState.RUNNING, RunState.COMPLETED, RunState.KILLED, RunState.FAILED}
+    ),
+    RunState.COMPLETED: frozenset(),
+    RunState.KILLED: frozenset(),
+    RunState.FAILED: frozenset(),
+}
+_POLL_S = 0.01
 
 
 class Session:
@@ -167,6 +216,11 @@ class Session:
         blob_threshold: Outputs whose JSON is larger than this many bytes are stored in
             content-addressed files under ``<trace>.blobs/`` so the trace stays small and
             streamable; replay restores them.
+        approver: Who answers ``ask`` decisions: a callable, ``"terminal"`` or ``"durable"``
+            (see :mod:`calltape.approval`). Default: none, so ``ask`` blocks.
+        approval_timeout: Seconds without an answer that decide deny.
+        budget: Limits on executed calls, cost and tokens (:class:`~calltape.limits.Budget`).
+        rate_limits: Per-tool :class:`~calltape.limits.RateLimit`.
 
     Raises:
         TraceError: the trace cannot be opened or written, or ``replay="strict"`` without one.
@@ -186,6 +240,10 @@ class Session:
         shared: bool = False,
         redact: bool | Sequence[str | Callable[[str, Any], Any]] = True,
         blob_threshold: int = 64 * 1024,
+        approver: Approver | str | None = None,
+        approval_timeout: float | None = None,
+        budget: Budget | None = None,
+        rate_limits: Mapping[str, RateLimit] | None = None,
     ) -> None:
         try:
             self.replay = ReplayMode(replay)
@@ -206,8 +264,24 @@ class Session:
         self._summary = Summary()
         self._blocked_rules: Counter[str] = Counter()
         self._closed = False
-        self.state = "running"
+        self.state = RunState.CREATED
         self._writer: TraceWriter | None = None
+        if isinstance(approver, str) and approver not in ("terminal", "durable"):
+            raise ValueError(
+                f"approver must be a callable, 'terminal' or 'durable', not {approver!r}"
+            )
+        self._approver = approver
+        self._approval_timeout = approval_timeout
+        self._approvals: dict[str, list[list[Any]]] = {}
+        self._budget = budget
+        self._executed = 0
+        self._per_tool: Counter[str] = Counter()
+        self._spent = 0.0
+        self._tokens = 0
+        self._rates = {n: RateWindow(r) for n, r in (rate_limits or {}).items()}
+        self._kill_reason: str | None = None
+        self._next_poll = 0.0
+        self._gated = budget is not None or bool(self._rates)
 
         new_id = run_id or uuid.uuid4().hex
         path = Path(trace) if trace is not None else Path("runs") / f"{new_id}.jsonl"
@@ -276,6 +350,185 @@ class Session:
             raise
         self._replay_ok = self._index.ok if self.replay is not ReplayMode.OFF else {}
         self._unknown = self._unknown_calls()
+        self.state = RunState.RUNNING
+        self._load_approvals()
+        self._apply_inbox()
+
+    # ------------------------------------------------------------------ run control
+
+    def _transition(self, new: RunState, reason: str | None = None) -> None:
+        with self._lock:
+            if new is self.state:
+                return
+            if new not in _TRANSITIONS[self.state]:
+                raise RunStateError(
+                    f"run {self.run_id}: cannot go from {self.state.value} to {new.value}"
+                )
+            self.state = new
+            if new in (RunState.PAUSED, RunState.KILLED, RunState.RUNNING):
+                rec: dict[str, Any] = {"type": "run_state", "ts": _now(), "state": new.value}
+                if reason:
+                    rec["reason"] = reason
+                self._append([rec])
+
+    def kill(self, reason: str = "killed") -> None:
+        """Stop the run from any thread: the next call is blocked with rule ``killed``.
+
+        A call already running finishes and is recorded. ``calltape kill TRACE`` does the
+        same from another process.
+        """
+        with self._lock:
+            if self._kill_reason is None and not self._closed:
+                self._kill_reason = reason
+                self._transition(RunState.KILLED, reason)
+
+    def add_tokens(self, n: int) -> None:
+        """Report tokens used (by the model); counted against ``Budget.max_tokens``."""
+        with self._lock:
+            self._tokens += int(n)
+
+    def _poll(self) -> None:
+        now = _perf()
+        if now < self._next_poll:
+            return
+        self._next_poll = now + _POLL_S
+        if self._writer is not None and control.pending(self.trace_path):
+            self._apply_inbox()
+
+    def _apply_inbox(self) -> None:
+        if self._writer is None:
+            return
+        with self._lock:
+            messages = [
+                m for m in control.drain(self.trace_path) if m.get("id") not in self._index.seen
+            ]
+            if not messages:
+                return
+            records = []
+            for m in messages:
+                kind = m["type"]
+                rec = {k: v for k, v in m.items() if k not in ("type", "ts")}
+                records.append({"type": kind, "ts": m.get("ts", _now()), **rec})
+            self._append(records)
+            for m in messages:
+                self._index.seen.add(m.get("id"))
+                kind = m["type"]
+                if kind == "kill":
+                    self.kill(str(m.get("reason") or f"killed by {m.get('by')}"))
+                elif kind == "resolution":
+                    self._index.resolutions[int(m["seq"])] = str(m["outcome"])
+                elif kind == "approval":
+                    self._index.approvals[int(m["seq"])] = m
+                    self._load_approvals()
+
+    def _load_approvals(self) -> None:
+        approvals: dict[str, list[list[Any]]] = {}
+        for seq, rec in self._index.approvals.items():
+            where = self._index.pending.get(seq)
+            if where is not None:
+                approvals.setdefault(where[0], []).append([where[1], rec, False])
+        self._approvals = approvals
+
+    def _take_approval(self, fp: str, occ: int) -> dict[str, Any] | None:
+        entries = self._approvals.get(fp)
+        if not entries:
+            return None
+        exact = [e for e in entries if e[0] == occ]
+        for e in exact or [e for e in entries if not e[2]]:
+            e[2] = True
+            rec: dict[str, Any] = e[1]
+            return rec
+        return None
+
+    def _ask(
+        self, start: dict[str, Any], args: Mapping[str, Any], decision: Decision
+    ) -> tuple[Decision, bool]:
+        """Resolve an ``ask``: returns the decision and whether the call is now pending."""
+        rule = decision.rule
+        rec = self._take_approval(start["fp"], start["occ"])
+        if rec is not None:
+            by, why = rec.get("by", "?"), rec.get("reason") or ""
+            start["approval"] = {"approved": bool(rec.get("approved")), "by": by, "reason": why}
+            if rec.get("approved"):
+                return Decision.allow(
+                    rule, f"approved by {by}" + (f": {why}" if why else "")
+                ), False
+            return Decision.deny(rule, f"denied by {by}" + (f": {why}" if why else "")), False
+        approver = self._approver
+        if approver is None:
+            return (
+                Decision(
+                    "ask",
+                    rule,
+                    f"{decision.reason} (needs human approval and no approver is configured: "
+                    "blocked)",
+                ),
+                False,
+            )
+        if approver == "durable":
+            return (
+                Decision(
+                    "ask",
+                    rule,
+                    f"{decision.reason}; waiting for human approval: run 'calltape approve "
+                    f"{self.trace_path} SEQ' or 'calltape deny {self.trace_path} SEQ', then "
+                    "rerun the agent",
+                ),
+                True,
+            )
+        request = ApprovalRequest(start["tool"], args, rule, decision.reason, self.run_id)
+        if approver == "terminal":
+            ok, why, by = ask_terminal(request, self._approval_timeout)
+        else:
+            ok, why, by = ask_callback(approver, request, self._approval_timeout)  # type: ignore[arg-type]
+        start["approval"] = {"approved": ok, "by": by, "reason": why, "ts": _now()}
+        if ok:
+            return Decision.allow(rule, f"approved by {by}: {why}"), False
+        return Decision.deny(rule, f"denied by {by}: {why}"), False
+
+    def _gate(self, name: str, args: Mapping[str, Any], start: dict[str, Any]) -> Decision | None:
+        """Budgets and rate limits, for a call about to execute."""
+        b = self._budget
+        if b is not None:
+            if b.max_calls is not None and self._executed >= b.max_calls:
+                return Decision.deny(
+                    "budget.max_calls",
+                    f"budget max_calls exhausted: {self._executed} of {b.max_calls} calls used",
+                )
+            cap = b.max_calls_per_tool.get(name)
+            if cap is not None and self._per_tool[name] >= cap:
+                return Decision.deny(
+                    f"budget.max_calls_per_tool.{name}",
+                    f"budget for {name!r} exhausted: {self._per_tool[name]} of {cap} calls used",
+                )
+            if b.max_tokens is not None and self._tokens >= b.max_tokens:
+                return Decision.deny(
+                    "budget.max_tokens",
+                    f"token budget exhausted: {self._tokens} of {b.max_tokens} tokens used",
+                )
+            price = b.price(name, args)
+            if b.max_cost_usd is not None and self._spent + price > b.max_cost_usd + 1e-12:
+                return Decision.deny(
+                    "budget.max_cost_usd",
+                    f"cost budget: this call costs ${price:.4f} and ${self._spent:.4f} of "
+                    f"${b.max_cost_usd:.4f} is spent",
+                )
+            if price:
+                start["cost_usd"] = price
+        window = self._rates.get(name)
+        if window is not None:
+            if window.wait_time() > 0:
+                lim = window.limit
+                return Decision.deny(
+                    f"rate_limit.{name}",
+                    f"rate limit for {name!r}: at most {lim.calls} calls per {lim.per:g}s",
+                )
+            window.take()
+        if b is not None:
+            self._executed += 1
+            self._per_tool[name] += 1
+            self._spent += float(start.get("cost_usd", 0.0))
+        return None
 
     def _unknown_calls(self) -> dict[tuple[str, int], int]:
         """Calls that started and never ended (the process died), by (fingerprint, occurrence)."""
@@ -302,6 +555,11 @@ class Session:
         paths: Sequence[str] = (),
         urls: Sequence[str] = (),
         reconcile: Callable[[str], str] | None = None,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        fallback: str | None = None,
+        output: Any = None,
+        on_drift: str = "warn",
     ) -> Callable[[F], F]: ...
 
     def tool(
@@ -316,6 +574,11 @@ class Session:
         paths: Sequence[str] = (),
         urls: Sequence[str] = (),
         reconcile: Callable[[str], str] | None = None,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        fallback: str | None = None,
+        output: Any = None,
+        on_drift: str = "warn",
     ) -> Any:
         """Register a function as a tool; usable as ``@session.tool`` or ``@session.tool(...)``.
 
@@ -335,6 +598,11 @@ class Session:
                 paths=paths,
                 urls=urls,
                 reconcile=reconcile,
+                timeout=timeout,
+                retry=retry,
+                fallback=fallback,
+                output=output,
+                on_drift=on_drift,
             )
             return f
 
@@ -352,6 +620,11 @@ class Session:
         paths: Sequence[str] = (),
         urls: Sequence[str] = (),
         reconcile: Callable[[str], str] | None = None,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        fallback: str | None = None,
+        output: Any = None,
+        on_drift: str = "warn",
     ) -> ToolSpec:
         """Register a callable as a tool: ``register(fn, ...)`` or ``register("name", fn, ...)``.
 
@@ -388,6 +661,7 @@ class Session:
             _merge(marked_paths, paths),
             _merge(marked_urls, urls),
             reconcile,
+            *_run_options(timeout, retry, fallback, output, on_drift),
         )
         with self._lock:
             old = self._specs.get(tool_name)
@@ -409,6 +683,11 @@ class Session:
         paths: Sequence[str] = (),
         urls: Sequence[str] = (),
         reconcile: Callable[[str], str] | None = None,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        fallback: str | None = None,
+        output: Any = None,
+        on_drift: str = "warn",
     ) -> ToolSpec:
         """Declare metadata (side effect, idempotency) for a tool the session does not call
         itself, e.g. a third-party framework tool you wrap with an integration.
@@ -427,6 +706,7 @@ class Session:
                 _merge(old.paths if old else (), paths),
                 _merge(old.urls if old else (), urls),
                 reconcile if reconcile is not None else (old.reconcile if old else None),
+                *_run_options(timeout, retry, fallback, output, on_drift),
             )
             self._specs[name] = spec
         return spec
@@ -472,19 +752,51 @@ class Session:
             TraceError: the trace cannot be written; the tool did not run.
             RunStateError: the session is closed.
         """
-        key = (id(self), name)
-        if _ACTIVE.get() == key:
+        if _ACTIVE.get() == (id(self), name):
             return _passthrough(name, invoke, call_id)
-        begun = self._begin(name, args, call_id, framework)
+        return self._run(name, args, invoke, call_id, framework, None)
+
+    def _run(
+        self,
+        name: str,
+        args: Mapping[str, Any],
+        invoke: Callable[[], Any],
+        call_id: str | None,
+        framework: str | None,
+        link: dict[str, Any] | None,
+    ) -> CallResult:
+        window = self._rates.get(name) if self._rates else None
+        if window is not None and window.limit.mode == "wait":
+            time.sleep(window.wait_time())
+        begun = self._begin(name, args, call_id, framework, link)
+        spec = self._specs.get(name)
         if isinstance(begun, CallResult):
-            return begun
-        tok = _ACTIVE.set(key)
+            return self._fallback(begun, spec, args, call_id, framework)
+        tries = 1
+        while True:
+            result = self._execute(begun, invoke, spec)
+            retry = spec.retry if spec is not None else None
+            if retry is not None and self._should_retry(result, spec, retry, tries):
+                time.sleep(retry.delay(tries))
+                tries += 1
+                begun = self._begin_retry(begun, tries)
+                continue
+            return self._fallback(result, spec, args, call_id, framework)
+
+    def _execute(
+        self, begun: _Pending, invoke: Callable[[], Any], spec: ToolSpec | None
+    ) -> CallResult:
+        name = begun.tool
+        tok = _ACTIVE.set((id(self), name))
         ctok = _CURRENT.set(
             CallContext(self.run_id, begun.seq, name, begun.fp, begun.occ, self.attempt)
         )
         t0 = _perf()
         try:
-            out = invoke()
+            if spec is not None and spec.timeout is not None:
+                out = call_with_timeout(invoke, spec.timeout, name)
+            else:
+                out = invoke()
         except Exception as exc:
             return self._end(begun, None, exc, _perf() - t0)
         except BaseException as exc:  # KeyboardInterrupt, SystemExit: record, then let it go
@@ -494,6 +806,35 @@ class Session:
             _CURRENT.reset(ctok)
             _ACTIVE.reset(tok)
         return self._end(begun, out, None, _perf() - t0)
+
+    @staticmethod
+    def _should_retry(result: CallResult, spec: ToolSpec | None, retry: Retry, tries: int) -> bool:
+        return (
+            result.status == "error"
+            and tries < retry.attempts
+            and retry.retryable(result.exception)
+            and spec is not None
+            and (spec.side_effect == "read" or spec.idempotent)
+        )
+
+    def _fallback(
+        self,
+        result: CallResult,
+        spec: ToolSpec | None,
+        args: Mapping[str, Any],
+        call_id: str | None,
+        framework: str | None,
+    ) -> CallResult:
+        if result.status == "ok" or spec is None or spec.fallback is None:
+            return result
+        fb = self._specs.get(spec.fallback)
+        if fb is None or fb.fn is None or fb.is_async or result.decision.rule == "killed":
+            return result
+        fn = fb.fn
+        kwargs = dict(args)
+        return self._run(
+            fb.name, kwargs, lambda: fn(**kwargs), call_id, framework, {"fallback_for": result.seq}
+        )
 
     async def arun_tool(
         self,
@@ -512,13 +853,42 @@ class Session:
             TraceError: the trace cannot be written; the tool did not run.
             RunStateError: the session is closed.
         """
-        key = (id(self), name)
-        if _ACTIVE.get() == key:
+        if _ACTIVE.get() == (id(self), name):
             return await _apassthrough(name, invoke, call_id)
-        begun = self._begin(name, args, call_id, framework)
+        return await self._arun(name, args, invoke, call_id, framework, None)
+
+    async def _arun(
+        self,
+        name: str,
+        args: Mapping[str, Any],
+        invoke: Callable[[], Awaitable[Any] | Any],
+        call_id: str | None,
+        framework: str | None,
+        link: dict[str, Any] | None,
+    ) -> CallResult:
+        window = self._rates.get(name) if self._rates else None
+        if window is not None and window.limit.mode == "wait":
+            await asyncio.sleep(window.wait_time())
+        begun = self._begin(name, args, call_id, framework, link)
+        spec = self._specs.get(name)
         if isinstance(begun, CallResult):
-            return begun
-        tok = _ACTIVE.set(key)
+            return await self._afallback(begun, spec, args, call_id, framework)
+        tries = 1
+        while True:
+            result = await self._aexecute(begun, invoke, spec)
+            retry = spec.retry if spec is not None else None
+            if retry is not None and self._should_retry(result, spec, retry, tries):
+                await asyncio.sleep(retry.delay(tries))
+                tries += 1
+                begun = self._begin_retry(begun, tries)
+                continue
+            return await self._afallback(result, spec, args, call_id, framework)
+
+    async def _aexecute(
+        self, begun: _Pending, invoke: Callable[[], Awaitable[Any] | Any], spec: ToolSpec | None
+    ) -> CallResult:
+        name = begun.tool
+        tok = _ACTIVE.set((id(self), name))
         ctok = _CURRENT.set(
             CallContext(self.run_id, begun.seq, name, begun.fp, begun.occ, self.attempt)
         )
@@ -526,7 +896,10 @@ class Session:
         try:
             out = invoke()
             if inspect.isawaitable(out):
-                out = await out
+                if spec is not None and spec.timeout is not None:
+                    out = await acall_with_timeout(out, spec.timeout, name)
+                else:
+                    out = await out
         except Exception as exc:
             return self._end(begun, None, exc, _perf() - t0)
         except BaseException as exc:  # CancelledError included: record, then propagate
@@ -537,42 +910,78 @@ class Session:
             _ACTIVE.reset(tok)
         return self._end(begun, out, None, _perf() - t0)
 
+    async def _afallback(
+        self,
+        result: CallResult,
+        spec: ToolSpec | None,
+        args: Mapping[str, Any],
+        call_id: str | None,
+        framework: str | None,
+    ) -> CallResult:
+        if result.status == "ok" or spec is None or spec.fallback is None:
+            return result
+        fb = self._specs.get(spec.fallback)
+        if fb is None or fb.fn is None or result.decision.rule == "killed":
+            return result
+        fn = fb.fn
+        kwargs = dict(args)
+
+        def invoke() -> Any:
+            return fn(**kwargs) if fb.is_async else asyncio.to_thread(fn, **kwargs)
+
+        link = {"fallback_for": result.seq}
+        return await self._arun(fb.name, kwargs, invoke, call_id, framework, link)
+
     def _begin(
-        self, name: str, args: Mapping[str, Any], call_id: str | None, framework: str | None
+        self,
+        name: str,
+        args: Mapping[str, Any],
+        call_id: str | None,
+        framework: str | None,
+        link: dict[str, Any] | None = None,
     ) -> _Pending | CallResult:
         if self._closed:
             raise RunStateError(
                 f"session for {self.trace_path} is closed; open a new Session to continue the run"
             )
+        self._poll()
         spec = self._specs.get(name)
         side_effect = spec.side_effect if spec is not None else "unknown"
         fp, rec_args = fingerprint_args(name, args)  # raises FingerprintError: nothing runs
         if self._redactor is not None:
             rec_args = self._redactor(rec_args, "args")  # the fingerprint used the real args
-        decision = self._decide(name, args, spec, side_effect, fp)
         with self._lock:
             occ = self._occ.get(fp, 0)
             self._occ[fp] = occ + 1
-            start = {
-                "type": "call_start",
-                "ts": _now(),
-                "seq": 0,
-                "attempt": self.attempt,
-                "tool": name,
-                "fp": fp,
-                "occ": occ,
-                "args": rec_args,
-                "side_effect": side_effect,
-                "call_id": call_id,
-                "framework": framework,
-            }
+        start = {
+            "type": "call_start",
+            "ts": _now(),
+            "seq": 0,
+            "attempt": self.attempt,
+            "tool": name,
+            "fp": fp,
+            "occ": occ,
+            "args": rec_args,
+            "side_effect": side_effect,
+            "call_id": call_id,
+            "framework": framework,
+        }
+        if link:
+            start.update(link)
+        pending = False
+        if self._kill_reason is not None:
+            decision = Decision.deny("killed", f"the run was killed: {self._kill_reason}")
+        else:
+            decision = self._decide(name, args, spec, side_effect, fp)
+            if decision.action == "ask":
+                decision, pending = self._ask(start, args, decision)
+        with self._lock:
             if decision.action != "allow":
-                return self._finish_blocked(start, decision)
+                return self._finish_blocked(start, decision, pending=pending)
             hit = self._replay_ok.get((fp, occ))
             if hit is not None:
                 return self._finish_replayed(start, decision, hit)
             if self.replay is ReplayMode.STRICT:
-                self._occ[fp] = occ
                 raise ReplayMiss(
                     name, dict(args), self._nearest(name, rec_args), str(self.trace_path)
                 )
@@ -580,8 +989,19 @@ class Session:
                 settled = self._settle_unknown(start, spec, decision)
                 if settled is not None:
                     return settled
+            if self._gated:
+                gate = self._gate(name, args, start)
+                if gate is not None:
+                    return self._finish_blocked(start, gate)
             seq = self._append([start], new_seq=True)
-        return _Pending(name, seq, fp, occ, decision, call_id)
+        return _Pending(name, seq, fp, occ, decision, call_id, start)
+
+    def _begin_retry(self, p: _Pending, attempt: int) -> _Pending:
+        start = dict(p.start)
+        start.update({"ts": _now(), "try": attempt, "retry_of": p.start.get("retry_of", p.seq)})
+        with self._lock:
+            seq = self._append([start], new_seq=True)
+        return _Pending(p.tool, seq, p.fp, p.occ, p.decision, p.call_id, start)
 
     def _settle_unknown(
         self, start: dict[str, Any], spec: ToolSpec | None, decision: Decision
@@ -647,12 +1067,6 @@ class Session:
                 f"the policy could not be evaluated ({type(exc).__name__}: {exc}); "
                 "the call was blocked (fail closed)",
             )
-        if decision.action == "ask":
-            return Decision(
-                "ask",
-                decision.rule,
-                f"{decision.reason} (needs human approval and no approver is configured: blocked)",
-            )
         return decision
 
     def _append(self, records: list[dict[str, Any]], *, new_seq: bool = False) -> int:
@@ -665,23 +1079,30 @@ class Session:
             return self._seq
         return 0
 
-    def _finish_blocked(self, start: dict[str, Any], decision: Decision) -> CallResult:
+    def _finish_blocked(
+        self, start: dict[str, Any], decision: Decision, *, pending: bool = False
+    ) -> CallResult:
         end = {
             "type": "call_end",
             "ts": start["ts"],
             "seq": 0,
-            "status": "blocked",
+            "status": "pending_approval" if pending else "blocked",
             "output": None,
             "error": None,
             "decision": decision.as_record(),
             "replayed": False,
             "duration_s": 0.0,
         }
-        self._append([start, end], new_seq=True)
+        seq = self._append([start, end], new_seq=True)
         s = self._summary
         s.calls += 1
         s.blocked += 1
         self._blocked_rules[decision.rule] += 1
+        if pending:
+            decision = Decision("ask", decision.rule, decision.reason.replace(" SEQ", f" {seq}"))
+            self._index.pending[seq] = (start["fp"], start["occ"], start["ts"])
+            if self.state is RunState.RUNNING:
+                self._transition(RunState.PAUSED, f"seq {seq} is waiting for approval")
         return CallResult(
             start["tool"],
             "blocked",
@@ -743,6 +1164,11 @@ class Session:
             if isinstance(value, (str, list, dict)) and _maybe_large(value, self._blob_threshold):
                 value = self._store_blob(value)
             err = None
+            spec = self._specs.get(p.tool)
+            if spec is not None and spec.output is not None:
+                drift = check_contract(spec.output, out)
+                if drift is not None:
+                    return self._drift(p, value, lossless, duration, drift, spec)
             status = "ok"
         else:
             value, lossless = None, True
@@ -788,6 +1214,60 @@ class Session:
             duration,
             p.call_id,
             exc,
+        )
+
+    def _drift(
+        self,
+        p: _Pending,
+        value: Any,
+        lossless: bool,
+        duration: float,
+        drift: dict[str, Any],
+        spec: ToolSpec,
+    ) -> CallResult:
+        block = spec.on_drift == "block"
+        decision = (
+            Decision.deny("contract_drift", f"output broke its contract: {drift['detail']}")
+            if block
+            else p.decision
+        )
+        if not block:
+            log.warning("%s: output contract drift (seq %d): %s", p.tool, p.seq, drift["detail"])
+        end: dict[str, Any] = {
+            "type": "call_end",
+            "ts": _now(),
+            "seq": p.seq,
+            "status": "blocked" if block else "ok",
+            "output": None if block else value,
+            "error": None,
+            "decision": decision.as_record(),
+            "replayed": False,
+            "duration_s": duration,
+            "contract_drift": drift,
+        }
+        if not lossless:
+            end["output_lossy"] = True
+        with self._lock:
+            self._append([end])
+            s = self._summary
+            s.calls += 1
+            s.tool_time_s += duration
+            if block:
+                s.blocked += 1
+                self._blocked_rules["contract_drift"] += 1
+            else:
+                s.ok += 1
+        return CallResult(
+            p.tool,
+            "blocked" if block else "ok",
+            None if block else value,
+            None,
+            decision,
+            False,
+            p.fp,
+            p.seq,
+            duration,
+            p.call_id,
         )
 
     def _store_blob(self, value: Any) -> Any:
@@ -917,6 +1397,9 @@ class Session:
                 s.time_saved_s,
                 s.tool_time_s,
                 dict(self._blocked_rules),
+                self._spent,
+                self._tokens,
+                self.state.value,
             )
 
     @property
@@ -930,19 +1413,23 @@ class Session:
             status: ``"completed"`` or ``"failed"``.
             reason: Why, for a failed run.
         """
+        if status not in ("completed", "failed"):
+            raise ValueError(f"close(status=...) takes 'completed' or 'failed', not {status!r}")
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            self.state = status
+            # a killed or paused run ends as such, whatever the block around it did
+            final = self.state.value if self.state in (RunState.KILLED, RunState.PAUSED) else status
+            if self.state not in (RunState.KILLED, RunState.PAUSED):
+                self.state = RunState(status)
             if self._writer is not None:
                 rec: dict[str, Any] = {
                     "type": "run_end",
                     "ts": _now(),
                     "attempt": self.attempt,
-                    "status": status,
-                    "summary": self._summary.as_dict()
-                    | {"blocked_by_rule": dict(self._blocked_rules)},
+                    "status": final,
+                    "summary": self.summary().as_dict(),
                 }
                 if reason:
                     rec["reason"] = reason
@@ -982,6 +1469,18 @@ def _maybe_large(value: Any, threshold: int) -> bool:
     if isinstance(value, str):
         return len(value) * 4 > threshold  # cheap bound before encoding
     return len(value) > 0
+
+
+def _run_options(
+    timeout: float | None, retry: Retry | None, fallback: str | None, output: Any, on_drift: str
+) -> tuple[float | None, Retry | None, str | None, Any, str]:
+    if timeout is not None and timeout <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    if retry is not None and not isinstance(retry, Retry):
+        raise TypeError("retry= takes calltape.resilience.Retry(...)")
+    if on_drift not in ("warn", "block"):
+        raise ValueError(f"on_drift must be 'warn' or 'block', not {on_drift!r}")
+    return timeout, retry, fallback, output, on_drift
 
 
 def _merge(a: Sequence[str], b: Sequence[str] | str) -> tuple[str, ...]:

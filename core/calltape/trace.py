@@ -37,15 +37,18 @@ from calltape.errors import TraceCorrupt, TraceError
 
 __all__ = [
     "FORMAT_VERSION",
+    "Approval",
     "AttemptStart",
     "CallEnd",
     "CallStart",
     "DecisionRecord",
     "ErrorRecord",
+    "Kill",
     "Record",
     "Resolution",
     "RunEnd",
     "RunStart",
+    "RunStateChange",
     "TraceIndex",
     "TraceReadResult",
     "TraceWriter",
@@ -103,6 +106,11 @@ class CallStart(_Rec):
     side_effect: str = "unknown"
     call_id: str | None = Field(None, description="The framework's own tool-call id, if any.")
     framework: str | None = None
+    try_: int | None = Field(None, alias="try", description="Attempt number of a retried call.")
+    retry_of: int | None = Field(None, description="seq of the first attempt of this call.")
+    fallback_for: int | None = Field(None, description="seq of the call this one replaces.")
+    approval: dict[str, Any] | None = Field(None, description="Who approved/denied, and why.")
+    cost_usd: float | None = None
 
 
 class DecisionRecord(BaseModel):
@@ -127,11 +135,12 @@ class CallEnd(_Rec):
 
     type: Literal["call_end"]
     seq: int
-    status: Literal["ok", "error", "blocked"]
+    status: Literal["ok", "error", "blocked", "pending_approval"]
     output: Any = None
     output_lossy: bool = Field(False, description="True when the output had no JSON form.")
     error: ErrorRecord | None = None
     decision: DecisionRecord
+    contract_drift: dict[str, Any] | None = None
     replayed: bool = False
     replay_of: int | None = Field(None, description="seq of the recorded call that was replayed.")
     duration_s: float = Field(description="Wall time of the tool (for replays: of the original).")
@@ -148,6 +157,34 @@ class RunEnd(_Rec):
     head: str | None = Field(None, description="h of the record before this one.")
 
 
+class Approval(_Rec):
+    """A human approved or denied a call waiting for approval (``calltape approve/deny``)."""
+
+    type: Literal["approval"]
+    seq: int
+    approved: bool
+    by: str | None = None
+    reason: str | None = None
+    id: str | None = None
+
+
+class Kill(_Rec):
+    """``calltape kill``: stop the run."""
+
+    type: Literal["kill"]
+    reason: str | None = None
+    by: str | None = None
+    id: str | None = None
+
+
+class RunStateChange(_Rec):
+    """The run changed state (paused, killed, running again)."""
+
+    type: Literal["run_state"]
+    state: Literal["running", "paused", "killed"]
+    reason: str | None = None
+
+
 class Resolution(_Rec):
     """A human decided the outcome of a call whose process died inside it."""
 
@@ -156,10 +193,20 @@ class Resolution(_Rec):
     outcome: Literal["done", "redo"]
     by: str | None = None
     reason: str | None = None
+    id: str | None = None
 
 
 Record = Annotated[
-    RunStart | AttemptStart | CallStart | CallEnd | RunEnd, Field(discriminator="type")
+    RunStart
+    | AttemptStart
+    | CallStart
+    | CallEnd
+    | RunEnd
+    | Resolution
+    | Approval
+    | Kill
+    | RunStateChange,
+    Field(discriminator="type"),
 ]
 _RECORD_ADAPTER: TypeAdapter[Any] = TypeAdapter(Record)
 
@@ -331,6 +378,9 @@ class TraceIndex:
     ended: str | None = None
     head: bytes = b""
     resolutions: dict[int, str] = field(default_factory=dict)
+    approvals: dict[int, dict[str, Any]] = field(default_factory=dict)
+    pending: dict[int, tuple[str, int, float]] = field(default_factory=dict)
+    seen: set[Any] = field(default_factory=set)
 
     @classmethod
     def build(cls, path: str | os.PathLike[str]) -> TraceIndex:
@@ -363,6 +413,8 @@ class TraceIndex:
                     start = starts.pop(seq, None)
                     if start is None:
                         raise TraceCorrupt(idx.path, lineno, f"call_end for unknown seq {seq}")
+                    if rec["status"] == "pending_approval":
+                        idx.pending[seq] = (start["fp"], start["occ"], start["ts"])
                     if rec["status"] == "ok" and not rec.get("replayed"):
                         key = (start["fp"], start["occ"])
                         if key not in ok:
@@ -384,6 +436,12 @@ class TraceIndex:
                     idx.ended = rec["status"]
                 elif kind == "resolution":
                     idx.resolutions[rec["seq"]] = rec["outcome"]
+                    idx.seen.add(rec.get("id"))
+                elif kind == "approval":
+                    idx.approvals[rec["seq"]] = rec
+                    idx.seen.add(rec.get("id"))
+                elif kind == "kill":
+                    idx.seen.add(rec.get("id"))
             except (KeyError, TypeError) as exc:
                 raise TraceCorrupt(idx.path, lineno, f"malformed {kind!r} record: {exc}") from None
         idx.unfinished = starts
