@@ -451,6 +451,8 @@ class TraceIndex:
 # --------------------------------------------------------------------------- writing
 
 
+_dumps = orjson.dumps
+_sha256 = hashlib.sha256
 _H_PREFIX = b',"h":"'
 _H_SUFFIX_LEN = len(_H_PREFIX) + 64 + 3  # ,"h":"<64 hex>"}\n
 
@@ -614,27 +616,37 @@ class TraceWriter:
         """
         if self.closed:
             raise TraceError(f"{self.path}: trace is closed")
+        if self._lock_fd is None:  # one owner: the thread lock is enough (the hot path)
+            with self.lock:
+                return self._append(self.state, records, new_seq)
         with self.locked() as st:
-            seq = st.last_seq + 1 if new_seq else 0
-            head = st.head
-            count = st.records
-            parts = []
-            for rec in records:
-                if new_seq:
-                    rec["seq"] = seq
-                if rec["type"] == "run_end":
-                    rec["records"] = count
-                    rec["head"] = head.decode()
-                body = orjson.dumps(rec)
-                head = chain_digest(head, body, self.key)
-                parts.append(body[:-1] + _H_PREFIX + head + b'"}\n')
-                count += 1
-            data = b"".join(parts)
-            self._write(data)
-            st.head, st.records, st.size = head, count, st.size + len(data)
+            return self._append(st, records, new_seq)
+
+    def _append(self, st: ChainState, records: list[dict[str, Any]], new_seq: bool) -> int:
+        seq = st.last_seq + 1 if new_seq else 0
+        head = st.head
+        count = st.records
+        key = self.key
+        parts = []
+        for rec in records:
             if new_seq:
-                st.last_seq = seq
-            return seq
+                rec["seq"] = seq
+            if rec["type"] == "run_end":
+                rec["records"] = count
+                rec["head"] = head.decode()
+            body = _dumps(rec)
+            if key is None:
+                head = _sha256(head + b"\n" + body).hexdigest().encode()
+            else:
+                head = chain_digest(head, body, key)
+            parts.append(body[:-1] + _H_PREFIX + head + b'"}\n')
+            count += 1
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._write(data)
+        st.head, st.records, st.size = head, count, st.size + len(data)
+        if new_seq:
+            st.last_seq = seq
+        return seq
 
     def _write(self, data: bytes) -> None:
         fd = self._fd
