@@ -319,6 +319,45 @@ class ConformanceSuite:
         assert box.calls["add"] == 1
         assert len(TraceView(tmp_path / "trace.jsonl").calls("add")) == 1
 
+    def test_one_policy_file_gives_the_same_decisions(self, tmp_path: Path, mode: str) -> None:
+        from calltape.policy.file import load_policy
+
+        policy = load_policy(Path(__file__).with_name("conformance_policy.toml"))
+        asked: list[str] = []
+
+        def approver(request: Any) -> tuple[bool, str]:
+            asked.append(request.args["text"])
+            return request.args["text"] == "approve me", "checked by the conformance kit"
+
+        box = ToolBox()
+        session = Session(tmp_path / "trace.jsonl", policy=policy, approver=approver)
+        box.register(session)
+        script = [
+            ScriptedCall("add", {"a": 1, "b": 2}),
+            ScriptedCall("write_note", {"text": "approve me"}),
+            ScriptedCall("write_note", {"text": "reject me"}),
+            ScriptedCall("explode", {"reason": "never"}),
+        ]
+        run = self.driver.run_agent(self._tools(session), script, mode=mode)
+        session.close()
+        assert box.calls == Counter({"add": 1, "write_note": 1}), box.calls
+        assert asked == ["approve me", "reject me"]
+        assert "3" in run.tool_results[0]
+        assert "saved note: approve me" in run.tool_results[1]
+        assert "notes-need-a-human" in run.tool_results[2] and "denied" in run.tool_results[2]
+        assert "default" in run.tool_results[3]
+        assert run.final_answer.startswith("done")
+        decided = [
+            (s.tool, e.status, e.decision.action, e.decision.rule)
+            for s, e in TraceView(tmp_path / "trace.jsonl").calls()
+        ]
+        assert decided == [
+            ("add", "ok", "allow", "sums"),
+            ("write_note", "ok", "allow", "notes-need-a-human"),
+            ("write_note", "blocked", "deny", "notes-need-a-human"),
+            ("explode", "blocked", "deny", "default"),
+        ]
+
     def test_rejects_objects_that_are_not_tools(self, tmp_path: Path) -> None:
         session = self._session(tmp_path, ToolBox())
         with pytest.raises(TypeError) as info:
