@@ -23,9 +23,19 @@ A calltape trace is a JSON Lines file: one JSON object (a *record*) per line, ea
 | `attempt_start` | each time a later process reopens the trace to continue the run |
 | `call_start` | **before** the tool runs (write-ahead): tool, fingerprint, occurrence, arguments |
 | `call_end` | after the call: status `ok` / `error` / `blocked`, output, error, decision, duration |
-| `run_end` | when a session closes: `completed` or `failed` (with the reason) |
+| `run_end` | when a session closes: `completed`, `failed` (with the reason), `killed` or `paused`; with the number of records before it and the chain head |
+| `run_state` | the run was paused (a durable approval is pending), killed, or runs again |
+| `approval` | `calltape approve/deny`: who decided a pending call, when and why |
+| `resolution` | `calltape resolve`: a human decided the outcome of a call a crash interrupted |
+| `kill` | `calltape kill`: who stopped the run and why |
+
+Every record ends with `"h"`: sha256 (HMAC-SHA256 with a trace key) of the previous record's
+`h` and this record's JSON without `h` (see [reliability](reliability.md)).
 
 A blocked or replayed call has its `call_start` and `call_end` written together in one write.
+Retried attempts carry `try` and `retry_of`; a fallback call carries `fallback_for`; an
+approved or denied call carries `approval`. A `call_end` with status `pending_approval` waits
+for a human.
 A `call_start` with no `call_end` means the process died inside the call.
 A replayed call's `call_end` has `replayed: true` and `replay_of` (the seq of the original),
 and no output of its own (the original holds it).
