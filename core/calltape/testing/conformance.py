@@ -265,11 +265,17 @@ class ConformanceSuite:
         except Exception as exc:  # the framework's own behaviour for tool errors is kept
             assert "exploded because test" in str(exc) or isinstance(exc, ValueError)
         session.close()
-        assert box.calls["explode"] == 1
-        ((_, end),) = TraceView(tmp_path / "trace.jsonl").calls("explode")
-        assert end.status == "error"
-        assert end.error is not None and end.error.type == "ValueError"
-        assert "exploded because test" in end.error.message
+        # Some framework versions themselves call a failing tool twice (e.g. LlamaIndex's
+        # sync call_tool before 0.14.25 retries with keyword arguments); a driver says so
+        # with an optional ``error_attempts(mode)``. Each real execution is one record.
+        attempts = getattr(self.driver, "error_attempts", lambda m: 1)(mode)
+        assert box.calls["explode"] == attempts
+        calls = TraceView(tmp_path / "trace.jsonl").calls("explode")
+        assert len(calls) == attempts
+        for _, end in calls:
+            assert end.status == "error"
+            assert end.error is not None and end.error.type == "ValueError"
+            assert "exploded because test" in end.error.message
 
     def test_schema_name_description_and_type_are_preserved(self, tmp_path: Path) -> None:
         box = ToolBox()
