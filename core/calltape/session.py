@@ -817,6 +817,14 @@ class Session:
             and (spec.side_effect == "read" or spec.idempotent)
         )
 
+    def _fallback_target(self, result: CallResult, spec: ToolSpec | None) -> ToolSpec | None:
+        """The registered tool to fall back to after ``result``, if any."""
+        if result.status == "ok" or spec is None or spec.fallback is None:
+            return None
+        if result.decision.rule == "killed":
+            return None  # a killed run runs nothing, fallbacks included
+        return self._specs.get(spec.fallback)
+
     def _fallback(
         self,
         result: CallResult,
@@ -825,10 +833,8 @@ class Session:
         call_id: str | None,
         framework: str | None,
     ) -> CallResult:
-        if result.status == "ok" or spec is None or spec.fallback is None:
-            return result
-        fb = self._specs.get(spec.fallback)
-        if fb is None or fb.fn is None or fb.is_async or result.decision.rule == "killed":
+        fb = self._fallback_target(result, spec)
+        if fb is None or fb.fn is None or fb.is_async:
             return result
         fn = fb.fn
         kwargs = dict(args)
@@ -918,10 +924,8 @@ class Session:
         call_id: str | None,
         framework: str | None,
     ) -> CallResult:
-        if result.status == "ok" or spec is None or spec.fallback is None:
-            return result
-        fb = self._specs.get(spec.fallback)
-        if fb is None or fb.fn is None or result.decision.rule == "killed":
+        fb = self._fallback_target(result, spec)
+        if fb is None or fb.fn is None:
             return result
         fn = fb.fn
         kwargs = dict(args)
