@@ -35,9 +35,14 @@ class CallContext:
         return "ct-" + hashlib.sha256(raw).hexdigest()[:32]
 
 
-_CURRENT: ContextVar[CallContext | None] = ContextVar("calltape_current_call", default=None)
+# Holds the CallContext fields as a tuple: building the dataclass only when a tool asks for it
+# keeps the per-call cost down.
+_CURRENT: ContextVar[tuple[str, int, str, str, int, int] | None] = ContextVar(
+    "calltape_current_call", default=None
+)
 
 
 def current_call() -> CallContext | None:
     """The context of the tool call running in this thread/task, or None outside a call."""
-    return _CURRENT.get()
+    fields = _CURRENT.get()
+    return None if fields is None else CallContext(*fields)

@@ -31,7 +31,14 @@ from typing import Any
 import orjson
 import rfc8785
 
-__all__ = ["canonical_json", "fingerprint", "fingerprint_args", "normalize", "to_jsonable"]
+__all__ = [
+    "canonical_json",
+    "fingerprint",
+    "fingerprint_args",
+    "fingerprint_canonical",
+    "normalize",
+    "to_jsonable",
+]
 
 _MAX_SAFE = 2**53 - 1
 _SORT = orjson.OPT_SORT_KEYS
@@ -41,6 +48,21 @@ _SIMPLE = (str, bool, type(None))
 def _fast_ok(obj: Any, depth: int = 0) -> bool:
     """True when ``obj`` is in the class where orjson's sorted output equals RFC 8785."""
     t = type(obj)
+    if t is dict and depth == 0:
+        # the common case, a flat dict of short scalars, without a call per value
+        for k, v in obj.items():
+            if type(k) is not str or not (k.isascii() or _bmp_only(k)):
+                return False
+            tv = type(v)
+            if tv is str or tv is bool or v is None:
+                continue
+            if tv is int:
+                if not -_MAX_SAFE <= v <= _MAX_SAFE:
+                    return False
+                continue
+            if not _fast_ok(v, 1):
+                return False
+        return True
     if t is str or t is bool or obj is None:
         return True
     if t is int:
@@ -232,14 +254,25 @@ def fingerprint_args(tool: str, args: Mapping[str, Any]) -> tuple[str, Any]:
     Raises:
         FingerprintError: an argument has no faithful JSON form; names the argument path.
     """
+    fp, rec, _ = fingerprint_canonical(tool, args)
+    return fp, rec
+
+
+def fingerprint_canonical(tool: str, args: Mapping[str, Any]) -> tuple[str, Any, bytes]:
+    """The fingerprint, the JSON form of ``args`` to record, and the canonical bytes hashed.
+
+    Raises:
+        FingerprintError: an argument has no faithful JSON form; names the argument path.
+    """
     if type(args) is dict and tool.isascii() and _fast_ok(args):
         try:
             data = orjson.dumps({"args": args, "tool": tool}, option=_SORT)
-            return hashlib.sha256(data).hexdigest(), args
+            return hashlib.sha256(data).hexdigest(), args, data
         except orjson.JSONEncodeError:
             pass
     norm = normalize(dict(args), "args")
-    return hashlib.sha256(_reference(tool, norm)).hexdigest(), norm
+    data = _reference(tool, norm)
+    return hashlib.sha256(data).hexdigest(), norm, data
 
 
 def to_jsonable(obj: Any) -> tuple[Any, bool]:

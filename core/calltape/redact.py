@@ -88,11 +88,19 @@ class Redactor:
         key_probe = f'"[^"]*(?i:{key_alt})[^"]*":' if self.keys else "(?!x)x"
         self._probe = re.compile(f"{key_probe}|{value_alt}".encode())
 
-    def __call__(self, value: Any, path: str = "") -> Any:
-        """Return ``value`` with secrets masked (the original is not modified)."""
+    def __call__(self, value: Any, path: str = "", encoded: bytes | None = None) -> Any:
+        """Return ``value`` with secrets masked (the original is not modified).
+
+        ``encoded`` may pass JSON bytes of ``value`` already at hand, to skip encoding again.
+        """
         if not self.custom:
+            t = type(value)
+            if t is int or t is float or t is bool or value is None:
+                return value
             try:
-                if not self._probe.search(orjson.dumps(value)):
+                if encoded is None:
+                    encoded = orjson.dumps(value)
+                if not self._probe.search(encoded):
                     return value
             except TypeError:
                 pass

@@ -33,7 +33,7 @@ from calltape.approval import ApprovalRequest, Approver, ask_callback, ask_termi
 from calltape.context import _CURRENT, CallContext
 from calltape.contracts import check_contract
 from calltape.errors import ReplayMiss, RunStateError, ToolNotFound, TraceError
-from calltape.fingerprint import fingerprint_args, to_jsonable
+from calltape.fingerprint import fingerprint_canonical, to_jsonable
 from calltape.limits import Budget, RateLimit, RateWindow
 from calltape.markers import declared_args
 from calltape.policy import SIDE_EFFECTS, Decision, Policy, ToolCall
@@ -388,10 +388,7 @@ class Session:
             self._tokens += int(n)
 
     def _poll(self) -> None:
-        now = _perf()
-        if now < self._next_poll:
-            return
-        self._next_poll = now + _POLL_S
+        self._next_poll = _perf() + _POLL_S
         if self._writer is not None and control.pending(self.trace_path):
             self._apply_inbox()
 
@@ -788,9 +785,7 @@ class Session:
     ) -> CallResult:
         name = begun.tool
         tok = _ACTIVE.set((id(self), name))
-        ctok = _CURRENT.set(
-            CallContext(self.run_id, begun.seq, name, begun.fp, begun.occ, self.attempt)
-        )
+        ctok = _CURRENT.set((self.run_id, begun.seq, name, begun.fp, begun.occ, self.attempt))
         t0 = _perf()
         try:
             if spec is not None and spec.timeout is not None:
@@ -895,9 +890,7 @@ class Session:
     ) -> CallResult:
         name = begun.tool
         tok = _ACTIVE.set((id(self), name))
-        ctok = _CURRENT.set(
-            CallContext(self.run_id, begun.seq, name, begun.fp, begun.occ, self.attempt)
-        )
+        ctok = _CURRENT.set((self.run_id, begun.seq, name, begun.fp, begun.occ, self.attempt))
         t0 = _perf()
         try:
             out = invoke()
@@ -948,12 +941,14 @@ class Session:
             raise RunStateError(
                 f"session for {self.trace_path} is closed; open a new Session to continue the run"
             )
-        self._poll()
+        if _perf() >= self._next_poll:
+            self._poll()
         spec = self._specs.get(name)
         side_effect = spec.side_effect if spec is not None else "unknown"
-        fp, rec_args = fingerprint_args(name, args)  # raises FingerprintError: nothing runs
+        fp, rec_args, canon = fingerprint_canonical(name, args)  # FingerprintError: nothing runs
         if self._redactor is not None:
-            rec_args = self._redactor(rec_args, "args")  # the fingerprint used the real args
+            # the fingerprint used the real args; the canonical bytes hold every arg string
+            rec_args = self._redactor(rec_args, "args", canon)
         with self._lock:
             occ = self._occ.get(fp, 0)
             self._occ[fp] = occ + 1
@@ -1163,10 +1158,18 @@ class Session:
         rec_err: dict[str, str] | None = None
         if exc is None:
             value, lossless = to_jsonable(out)
-            if redactor is not None:
-                value = redactor(value, "output")
-            if isinstance(value, (str, list, dict)) and _maybe_large(value, self._blob_threshold):
-                value = self._store_blob(value)
+            t = type(value)
+            if t is dict or t is list:
+                encoded = _dumps(value)
+                if redactor is not None:
+                    value = redactor(value, "output", encoded)
+                if len(encoded) > self._blob_threshold:
+                    value = self._store_blob(value)
+            elif t is str:
+                if redactor is not None:
+                    value = redactor(value, "output")
+                if len(value) * 4 > self._blob_threshold:
+                    value = self._store_blob(value)
             err = None
             spec = self._specs.get(p.tool)
             if spec is not None and spec.output is not None:
@@ -1467,12 +1470,7 @@ _ALLOW_ALL = Decision.allow("allow_all", "every call is allowed (allow_all)")
 
 
 BLOB_KEY = "$calltape_blob"
-
-
-def _maybe_large(value: Any, threshold: int) -> bool:
-    if isinstance(value, str):
-        return len(value) * 4 > threshold  # cheap bound before encoding
-    return len(value) > 0
+_dumps = orjson.dumps
 
 
 def _run_options(
