@@ -43,8 +43,7 @@ DEFAULT_KEYS: tuple[str, ...] = (
     "authorization",
     "auth_header",
     "cookie",
-    "session_id",
-    "sessionid",
+    "session",
     "credential",
     "client_secret",
     "x-api-key",
@@ -83,15 +82,27 @@ class Redactor:
         key_alt = "|".join(re.escape(k) for k in self.keys)
         self._key_re = re.compile(f"(?i)(?:{key_alt})") if self.keys else None
         self._patterns = [(re.compile(p), r) for _, p, r in PATTERNS]
-        # One pass over the encoded bytes tells whether anything needs redacting at all.
-        value_alt = "|".join(f"(?:{_scoped(p)})" for _, p, _ in PATTERNS)
-        key_probe = f'"[^"]*(?i:{key_alt})[^"]*":' if self.keys else "(?!x)x"
-        self._probe = re.compile(f"{key_probe}|{value_alt}".encode())
+        # One pass over the encoded bytes tells whether anything may need redacting at all. It
+        # must match whenever _walk would mask something: every key word (case-insensitive) and
+        # the fixed prefix of every value pattern in PATTERNS.
+        probe = (
+            f"(?i:{key_alt}|bearer|basic|token)|sk-|gh[pousr]_|github_pat_"
+            r"|A[KS]IA|AGPA|AIDA|AROA|ANPA|eyJ|://[^/@\s\"]*:[^/@\s\"]*@|-----BEGIN|xox[abposr]-"
+        )
+        self._probe = re.compile(probe.encode())
 
-    def __call__(self, value: Any, path: str = "", encoded: bytes | None = None) -> Any:
+    def __call__(
+        self,
+        value: Any,
+        path: str = "",
+        encoded: bytes | None = None,
+        found: list[str] | None = None,
+    ) -> Any:
         """Return ``value`` with secrets masked (the original is not modified).
 
         ``encoded`` may pass JSON bytes of ``value`` already at hand, to skip encoding again.
+        ``found`` collects the strings masked because of their key, so the same secret can be
+        scrubbed from the call's output and error message (see :meth:`scrub`).
         """
         if not self.custom:
             t = type(value)
@@ -104,7 +115,19 @@ class Redactor:
                     return value
             except TypeError:
                 pass
-        return self._walk(value, path)
+        return self._walk(value, path, found)
+
+    def scrub(self, value: Any, secrets: list[str]) -> Any:
+        """Replace every occurrence of ``secrets`` inside the strings of ``value``."""
+        if isinstance(value, str):
+            for secret in secrets:
+                value = value.replace(secret, MASK)
+            return value
+        if isinstance(value, dict):
+            return {k: self.scrub(v, secrets) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.scrub(v, secrets) for v in value]
+        return value
 
     def text(self, text: str) -> str:
         """Mask secret-looking substrings of a string (used for error messages)."""
@@ -115,18 +138,18 @@ class Redactor:
             text = out if isinstance(out, str) else text
         return text
 
-    def _walk(self, value: Any, path: str) -> Any:
+    def _walk(self, value: Any, path: str, found: list[str] | None = None) -> Any:
         if isinstance(value, dict):
             out = {}
             for k, v in value.items():
                 sub = f"{path}.{k}" if path else str(k)
                 if self._key_re is not None and isinstance(k, str) and self._key_re.search(k):
-                    out[k] = _mask_strings(v)
+                    out[k] = _mask_strings(v, found)
                 else:
-                    out[k] = self._walk(v, sub)
+                    out[k] = self._walk(v, sub, found)
             value = out
         elif isinstance(value, list):
-            value = [self._walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
+            value = [self._walk(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
         elif isinstance(value, str):
             for rx, repl in self._patterns:
                 value = rx.sub(repl, value)
@@ -140,14 +163,16 @@ def _scoped(pattern: str) -> str:
     return f"(?i:{pattern[4:]})" if pattern.startswith("(?i)") else pattern
 
 
-def _mask_strings(value: Any) -> Any:
+def _mask_strings(value: Any, found: list[str] | None = None) -> Any:
     """Under a secret-named key: mask every string (numbers such as max_tokens stay)."""
     if isinstance(value, str):
+        if found is not None and len(value) >= 4:
+            found.append(value)
         return MASK if value else value
     if isinstance(value, dict):
-        return {k: _mask_strings(v) for k, v in value.items()}
+        return {k: _mask_strings(v, found) for k, v in value.items()}
     if isinstance(value, list):
-        return [_mask_strings(v) for v in value]
+        return [_mask_strings(v, found) for v in value]
     return value
 
 

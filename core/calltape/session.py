@@ -165,6 +165,7 @@ class _Pending:
     decision: Decision
     call_id: str | None
     start: dict[str, Any]
+    secrets: list[str]  # argument values masked by key name: scrubbed from output and error too
 
 
 class RunState(str, enum.Enum):
@@ -946,9 +947,10 @@ class Session:
         spec = self._specs.get(name)
         side_effect = spec.side_effect if spec is not None else "unknown"
         fp, rec_args, canon = fingerprint_canonical(name, args)  # FingerprintError: nothing runs
+        secrets: list[str] = []
         if self._redactor is not None:
             # the fingerprint used the real args; the canonical bytes hold every arg string
-            rec_args = self._redactor(rec_args, "args", canon)
+            rec_args = self._redactor(rec_args, "args", canon, secrets)
         with self._lock:
             occ = self._occ.get(fp, 0)
             self._occ[fp] = occ + 1
@@ -993,14 +995,14 @@ class Session:
                 if gate is not None:
                     return self._finish_blocked(start, gate)
             seq = self._append([start], new_seq=True)
-        return _Pending(name, seq, fp, occ, decision, call_id, start)
+        return _Pending(name, seq, fp, occ, decision, call_id, start, secrets)
 
     def _begin_retry(self, p: _Pending, attempt: int) -> _Pending:
         start = dict(p.start)
         start.update({"ts": _now(), "try": attempt, "retry_of": p.start.get("retry_of", p.seq)})
         with self._lock:
             seq = self._append([start], new_seq=True)
-        return _Pending(p.tool, seq, p.fp, p.occ, p.decision, p.call_id, start)
+        return _Pending(p.tool, seq, p.fp, p.occ, p.decision, p.call_id, start, p.secrets)
 
     def _settle_unknown(
         self, start: dict[str, Any], spec: ToolSpec | None, decision: Decision
@@ -1159,17 +1161,20 @@ class Session:
         if exc is None:
             value, lossless = to_jsonable(out)
             t = type(value)
+            large = False
             if t is dict or t is list:
                 encoded = _dumps(value)
                 if redactor is not None:
                     value = redactor(value, "output", encoded)
-                if len(encoded) > self._blob_threshold:
-                    value = self._store_blob(value)
+                large = len(encoded) > self._blob_threshold
             elif t is str:
                 if redactor is not None:
                     value = redactor(value, "output")
-                if len(value) * 4 > self._blob_threshold:
-                    value = self._store_blob(value)
+                large = len(value) * 4 > self._blob_threshold
+            if p.secrets and redactor is not None:
+                value = redactor.scrub(value, p.secrets)
+            if large:
+                value = self._store_blob(value)
             err = None
             spec = self._specs.get(p.tool)
             if spec is not None and spec.output is not None:
@@ -1180,7 +1185,9 @@ class Session:
         else:
             value, lossless = None, True
             err = ErrorInfo(type(exc).__qualname__, _exc_message(exc))
-            msg = redactor.text(err.message) if redactor is not None else err.message
+            msg = err.message
+            if redactor is not None:
+                msg = redactor.scrub(redactor.text(msg), p.secrets)
             rec_err = {"type": err.type, "message": msg}
             status = "error"
         end: dict[str, Any] = {
