@@ -517,6 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=cmd_demo)
 
+    import calltape.policy.cli  # noqa: F401  (registers `calltape policy`)
+
     for register in _EXTRA_COMMANDS:
         register(sub)
     return p

@@ -7,7 +7,8 @@
     ├── ReplayMiss                     strict replay: no recorded result for this call (nothing ran)
     ├── TraceError                     the trace cannot be read or written
     │   └── TraceCorrupt               a record is malformed (file and line are named)
-    ├── PolicyError                    a policy is invalid (bad file, unknown preset, ...)
+    ├── PolicyError                    a policy is invalid (unknown preset, bad rule, ...)
+    │   └── PolicyFileError            a policy file is invalid: ``file:line: what; expected``
     ├── ToolNotFound                   ``session.call`` of a name that was never registered
     ├── ToolBlocked                    ``CallResult.unwrap()`` on a blocked call; an ``Exception``,
     │                                  so a model shown ``str(e)`` sees rule and reason

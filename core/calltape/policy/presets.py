@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from calltape.policy import Decision, ToolCall
 
-__all__ = ["AllowAll", "ReadOnly", "allow_all", "read_only"]
+if TYPE_CHECKING:
+    from calltape.policy.net import NetAllowlist
+    from calltape.policy.sandbox import FsSandbox
+
+__all__ = ["AllowAll", "ReadOnly", "allow_all", "fs_sandbox", "net_allowlist", "read_only"]
 
 _ALLOWED = Decision.allow("allow_all", "every call is allowed (allow_all)")
 
@@ -48,3 +55,31 @@ def allow_all() -> AllowAll:
 def read_only() -> ReadOnly:
     """A policy that allows only tools declared ``side_effect="read"``."""
     return ReadOnly()
+
+
+def fs_sandbox(root: str | os.PathLike[str], write: bool = False) -> FsSandbox:
+    """Confine every declared path argument to ``root``; see :mod:`calltape.policy.sandbox`.
+
+    Raises:
+        PolicyError: ``root`` is not an existing directory.
+    """
+    from calltape.policy.sandbox import fs_sandbox as make
+
+    return make(root, write=write)
+
+
+def net_allowlist(
+    hosts: Iterable[str],
+    *,
+    schemes: Sequence[str] = ("http", "https"),
+    resolve_dns: bool = False,
+    resolver: Callable[[str], Iterable[str]] | None = None,
+) -> NetAllowlist:
+    """Allow only the listed hosts and deny private targets; see :mod:`calltape.policy.net`.
+
+    Raises:
+        PolicyError: a host entry is not a host, ``*.domain``, IP address or CIDR network.
+    """
+    from calltape.policy.net import net_allowlist as make
+
+    return make(hosts, schemes=schemes, resolve_dns=resolve_dns, resolver=resolver)
