@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import platform
 import sys
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nox
@@ -85,6 +87,16 @@ def demo(session: nox.Session) -> None:
         session.run("calltape", "demo", "--dir", "calltape-demo")
 
 
+def _junit_counts(path: Path) -> dict[str, int]:
+    try:
+        suite = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return {}
+    if suite.tag == "testsuites":
+        suite = suite[0]
+    return {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+
+
 def _integration(fw: str):  # type: ignore[no-untyped-def]
     @nox.session(name=fw, python=PYTHON, tags=[fw, "integrations"])
     @nox.parametrize("variant", ["floor", "latest"])
@@ -103,7 +115,11 @@ def _integration(fw: str):  # type: ignore[no-untyped-def]
             or ""
         )
         try:
-            session.run("pytest", f"tests/integrations/{fw}", *session.posargs)
+            junit = RESULTS / f"{fw}-{variant}.xml"
+            RESULTS.mkdir(exist_ok=True)
+            session.run(
+                "pytest", f"tests/integrations/{fw}", f"--junitxml={junit}", *session.posargs
+            )
             passed = True
         except nox.command.CommandFailed:
             passed = False
@@ -116,6 +132,8 @@ def _integration(fw: str):  # type: ignore[no-untyped-def]
                     "pins": pins,
                     "installed": sorted(str(freeze).split()),
                     "passed": passed,
+                    "tests": _junit_counts(RESULTS / f"{fw}-{variant}.xml"),
+                    "ran_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                     "python": platform.python_version(),
                 },
                 indent=1,

@@ -37,9 +37,16 @@ def main(results_dir: str, output: str) -> int:
     rows = []
     for f in files:
         r = json.loads(f.read_text())
+        t = r.get("tests") or {}
+        counts = (
+            f"{t['tests'] - t['failures'] - t['errors'] - t['skipped']} passed, "
+            f"{t['failures'] + t['errors']} failed, {t['skipped']} skipped"
+            if t
+            else "-"
+        )
         rows.append(
             f"| {r['integration']} | {r['variant']} | {_versions(r['integration'], r['installed'])} "
-            f"| {'pass' if r['passed'] else '**FAIL**'} |"
+            f"| {'pass' if r['passed'] else '**FAIL**'} | {counts} | {r.get('ran_at', '-')} |"
         )
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = "\n".join(
@@ -50,8 +57,8 @@ def main(results_dir: str, output: str) -> int:
             "nox session, in its own environment holding only calltape core, that integration and its",
             f"framework, on Python {json.loads(files[0].read_text())['python']}. Last run: {when}.",
             "",
-            "| integration | variant | framework versions installed | tests |",
-            "|---|---|---|---|",
+            "| integration | variant | framework versions installed | result | tests | ran |",
+            "|---|---|---|---|---|---|",
             *rows,
             "",
             "Pins per variant live in `integrations/<fw>/matrix.json`.",
