@@ -209,8 +209,9 @@ class Session:
             :class:`~calltape.errors.ToolBlocked` for blocks) instead of returning the result.
         trace_key: Makes the record chain an HMAC (default: the ``CALLTAPE_TRACE_KEY``
             environment variable), so a rewritten record fails ``calltape verify --key``.
-        shared: Several processes append to this trace (one run). Without it the session
-            holds the trace exclusively and a second process opening it gets a TraceError.
+        shared: Start in the shared protocol at once. Without it a session alone on its trace
+            appends without cross-process locking, and switches to the shared protocol when
+            another process opens the same trace (several processes, one run).
         redact: Secrets are masked in recorded arguments, outputs and errors before they touch
             disk (default on; see :mod:`calltape.redact`). A list adds key names or callables
             ``fn(path, value) -> value``; ``False`` turns it off.
@@ -390,6 +391,8 @@ class Session:
 
     def _poll(self) -> None:
         self._next_poll = _perf() + _POLL_S
+        if self._writer is not None:
+            self._writer.yield_if_asked()
         if self._writer is not None and control.pending(self.trace_path):
             self._apply_inbox()
 

@@ -519,6 +519,7 @@ class TraceWriter:
         *,
         key: bytes | None = None,
         shared: bool = False,
+        join_timeout: float = 60.0,
     ) -> None:
         if durability not in ("os", "fsync"):
             raise ValueError(f"durability must be 'os' or 'fsync', not {durability!r}")
@@ -537,19 +538,70 @@ class TraceWriter:
             raise TraceError(
                 f"{self.path}: cannot open the trace for writing: {exc.strerror or exc}"
             ) from None
+        self._share_marker = self.path + ".share"
         try:
-            fcntl.flock(self._fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except OSError:
+            self._take_lease(shared, join_timeout)
+        except BaseException:
             os.close(self._fd)
-            how = "shared" if not shared else "exclusively"
-            raise TraceError(
-                f"{self.path}: the trace is in use by another process that holds it {how}; "
-                "close that session first, or open every session on it with shared=True"
-            ) from None
-        if shared:
-            self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+            raise
         self.closed = False
         self._depth = 0
+
+    def _take_lease(self, shared: bool, join_timeout: float) -> None:
+        """Own the trace alone (fast path) or join the writers already on it.
+
+        A session alone on a trace holds an exclusive ``flock`` and appends without any
+        cross-process locking. When another process opens the same trace, it leaves a
+        ``<trace>.share`` marker and waits; the owner notices within ~10 ms (see
+        :meth:`yield_if_asked`), switches to the shared protocol and downgrades its lease, and
+        from then on every writer serializes its appends on ``<trace>.lock``.
+        """
+        fd = self._fd
+        if not shared:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except OSError:
+                pass
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # other writers already share it
+        except OSError:
+            # one process owns it exclusively: ask it to share, then wait for it to do so
+            with open(self._share_marker, "a"):
+                pass
+            deadline = time.monotonic() + join_timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise TraceError(
+                            f"{self.path}: another process holds this trace and did not share "
+                            f"it within {join_timeout:g}s (it makes no calls); wait for it to "
+                            "finish, or open every session with shared=True"
+                        ) from None
+                    time.sleep(0.005)
+        self.shared = True
+        self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+
+    def yield_if_asked(self) -> None:
+        """Owner side of joining: switch to the shared protocol when another process asks."""
+        if self.shared or self.closed or not os.path.exists(self._share_marker):
+            return
+        with self.lock:
+            lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            try:
+                self._lock_fd = lock_fd
+                self.state.size = os.fstat(self._fd).st_size
+                self._save_shared_state()
+                self.shared = True
+                fcntl.flock(self._fd, fcntl.LOCK_SH)  # downgrade: joiners may take it now
+                with contextlib.suppress(OSError):
+                    os.unlink(self._share_marker)
+            finally:
+                fcntl.flock(lock_fd, fcntl.LOCK_UN)
 
     # -- locking ---------------------------------------------------------------------------
 
