@@ -133,6 +133,15 @@ class Summary:
     tokens: int = 0
     state: str = "running"
 
+    @property
+    def time_saved(self) -> float:
+        """Seconds of tool time that replay saved (alias of ``time_saved_s``)."""
+        return self.time_saved_s
+
+    def __getitem__(self, key: str) -> Any:
+        """Mapping access, e.g. ``summary["blocked"]``."""
+        return self.as_dict()[key]
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "calls": self.calls,
