@@ -19,6 +19,7 @@ from autogen_agentchat.messages import ToolCallExecutionEvent
 from autogen_core import FunctionCall
 from autogen_core.models import CreateResult, ModelInfo, RequestUsage
 from autogen_ext.models.replay import ReplayChatCompletionClient
+
 from calltape import Session
 from calltape.policy import presets
 from calltape.trace import read_trace

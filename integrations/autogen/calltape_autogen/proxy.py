@@ -32,8 +32,9 @@ from typing import Any
 
 import wrapt  # type: ignore[import-untyped,unused-ignore]  # typed from wrapt 2
 from autogen_core import CancellationToken
-from calltape import CallResult, Session
 from pydantic import BaseModel
+
+from calltape import CallResult, Session
 
 __all__ = ["CalltapeStreamTool", "CalltapeTool"]
 

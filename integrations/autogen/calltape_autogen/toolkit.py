@@ -7,8 +7,8 @@ from typing import Any, cast
 
 import autogen_core.tools
 from autogen_core.tools import BaseTool, FunctionTool
-from calltape import Session, ToolSpec
 
+from calltape import Session, ToolSpec
 from calltape_autogen.proxy import CalltapeStreamTool, CalltapeTool
 
 # autogen-core >= 0.6; 0.4/0.5 have no streaming tools.

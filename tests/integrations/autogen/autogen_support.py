@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import calltape_autogen
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import TaskResult
 from autogen_agentchat.messages import TextMessage, ToolCallExecutionEvent
@@ -28,6 +27,8 @@ from autogen_core.models import (
 )
 from autogen_core.tools import BaseTool, FunctionTool
 from autogen_ext.models.replay import ReplayChatCompletionClient
+
+import calltape_autogen
 
 _AGENT_PARAMS = inspect.signature(AssistantAgent.__init__).parameters
 #: AssistantAgent runs several model turns with tools in one ``run`` (0.6.x+).

@@ -23,12 +23,13 @@ from autogen_support import (
     native_tool,
     run_loop,
 )
+from pydantic import BaseModel
+
 from calltape import Session
 from calltape.errors import ReplayMiss, ToolBlocked
 from calltape.policy import presets
 from calltape.trace import read_trace
 from calltape_autogen import CalltapeTool, create_autogen_toolkit, wrap_tool
-from pydantic import BaseModel
 
 ran: list[str] = []
 

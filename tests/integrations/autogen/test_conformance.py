@@ -7,6 +7,7 @@ Modes: ``async`` (``agent.run``), ``stream`` (``agent.run_stream``) and, where i
 from __future__ import annotations
 
 from autogen_support import AutogenDriver
+
 from calltape.testing import ConformanceSuite
 
 
