@@ -41,6 +41,9 @@ __all__ = [
 ]
 
 _MAX_SAFE = 2**53 - 1
+#: Deepest nesting of arguments accepted (deeper, or a value that contains itself, has no
+#: faithful JSON form: FingerprintError instead of a RecursionError deep in an encoder).
+MAX_DEPTH = 128
 _SORT = orjson.OPT_SORT_KEYS
 _SIMPLE = (str, bool, type(None))
 
@@ -112,6 +115,7 @@ def normalize(obj: Any, path: str = "args", *, strict: bool = True) -> Any:
     int beyond ±(2**53-1)     ``{"$bigint": "<decimal digits>"}``
     float NaN / ±inf          no faithful form: FingerprintError
     mapping with non-str key  no faithful form: FingerprintError
+    deeper than 128, a cycle  no faithful form: FingerprintError
     anything else             no faithful form: FingerprintError
     ======================== =============================================
 
@@ -124,6 +128,10 @@ def normalize(obj: Any, path: str = "args", *, strict: bool = True) -> Any:
     Raises:
         FingerprintError: ``strict`` and a value has no faithful JSON form.
     """
+    return _normalize(obj, path, strict, 0, set())
+
+
+def _normalize(obj: Any, path: str, strict: bool, depth: int, active: set[int]) -> Any:
     from calltape.errors import FingerprintError
 
     t = type(obj)
@@ -137,6 +145,31 @@ def normalize(obj: Any, path: str = "args", *, strict: bool = True) -> Any:
                 raise FingerprintError(path, "float", f"{obj!r} is not representable in JSON")
             return {"$repr": repr(obj)}
         return obj
+    if depth >= MAX_DEPTH:
+        if strict:
+            raise FingerprintError(
+                path, t.__name__, f"nested deeper than {MAX_DEPTH} levels; pass a flatter value"
+            )
+        return {"$repr": f"<{t.__name__} nested deeper than {MAX_DEPTH} levels>"}
+    key = id(obj)
+    if key in active:
+        if strict:
+            raise FingerprintError(
+                path, t.__name__, "the value contains itself (a reference cycle)"
+            )
+        return {"$repr": f"<cycle: {t.__name__}>"}
+    active.add(key)
+    try:
+        return _normalize_container(obj, t, path, strict, depth + 1, active)
+    finally:
+        active.discard(key)
+
+
+def _normalize_container(
+    obj: Any, t: type, path: str, strict: bool, depth: int, active: set[int]
+) -> Any:
+    from calltape.errors import FingerprintError
+
     if isinstance(obj, Mapping):
         out: dict[str, Any] = {}
         for k, v in obj.items():
@@ -148,21 +181,21 @@ def normalize(obj: Any, path: str = "args", *, strict: bool = True) -> Any:
                         f"{path}[{k!r}]", type(k).__name__, "object keys must be strings"
                     )
                 k = str(k)
-            out[k] = normalize(v, f"{path}.{k}", strict=strict)
+            out[k] = _normalize(v, f"{path}.{k}", strict, depth, active)
         return out
     if t is list or t is tuple or isinstance(obj, (list, tuple)):
-        return [normalize(v, f"{path}[{i}]", strict=strict) for i, v in enumerate(obj)]
+        return [_normalize(v, f"{path}[{i}]", strict, depth, active) for i, v in enumerate(obj)]
     if isinstance(obj, (set, frozenset)):
-        items = [normalize(v, f"{path}{{}}", strict=strict) for v in obj]
+        items = [_normalize(v, f"{path}{{}}", strict, depth, active) for v in obj]
         return sorted(items, key=rfc8785.dumps)
     if isinstance(obj, enum.Enum):
-        return normalize(obj.value, path, strict=strict)
+        return _normalize(obj.value, path, strict, depth, active)
     if isinstance(obj, bool):  # bool subclasses
         return bool(obj)
     if isinstance(obj, int):  # IntEnum handled above; other int subclasses
-        return normalize(int(obj), path, strict=strict)
+        return _normalize(int(obj), path, strict, depth, active)
     if isinstance(obj, float):
-        return normalize(float(obj), path, strict=strict)
+        return _normalize(float(obj), path, strict, depth, active)
     if isinstance(obj, str):
         return str(obj)
     if isinstance(obj, (_dt.datetime, _dt.date, _dt.time)):
@@ -182,7 +215,7 @@ def normalize(obj: Any, path: str = "args", *, strict: bool = True) -> Any:
     dump = getattr(obj, "model_dump", None)
     if callable(dump) and hasattr(type(obj), "model_fields"):
         try:
-            return normalize(dump(mode="json"), path, strict=strict)
+            return _normalize(dump(mode="json"), path, strict, depth, active)
         except FingerprintError:
             raise
         except Exception as exc:
@@ -191,7 +224,7 @@ def normalize(obj: Any, path: str = "args", *, strict: bool = True) -> Any:
             return {"$repr": _safe_repr(obj)}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         fields = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-        return normalize(fields, path, strict=strict)
+        return _normalize(fields, path, strict, depth, active)
     if strict:
         raise FingerprintError(path, f"{t.__module__}.{t.__qualname__}".removeprefix("builtins."))
     return {"$repr": _safe_repr(obj)}
