@@ -393,10 +393,11 @@ def cmd_verify(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return EXIT_DIFFERENT
     keyed = "HMAC" if report.keyed else "sha256"
     if not report.closed:
+        which = ", ".join(str(a) for a in sorted(report.open_attempts))
         out.write(
             f"{report.path}: {report.records} records, {keyed} chain intact, but the run was "
-            "never closed (no run_end after the last attempt): the process died, is still "
-            "running, or the tail was cut\n"
+            f"never closed (no run_end for attempt {which or '?'}): its process died, is "
+            "still running, or the tail was cut\n"
         )
         return EXIT_OK if args.allow_open else EXIT_DIFFERENT
     out.write(

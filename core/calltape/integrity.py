@@ -8,9 +8,11 @@ last record is not a ``run_end`` is reported as never closed (the process died, 
 cut). With a key, an attacker who rewrites a record and recomputes the chain without the key
 is caught too.
 
-What a chain cannot catch: cutting off whole attempts *including* their ``run_end`` so the file
-ends at an earlier, genuine ``run_end``. Keep the head ``verify`` prints somewhere else (a log,
-a ticket) when you need that guarantee.
+Every attempt started in the file must be closed by its own ``run_end`` (or taken over by a
+later attempt that found its process dead), so cutting the file back to an earlier writer's
+genuine ``run_end`` is caught too. What a chain cannot catch: cutting off whole trailing attempts
+*including* their ``attempt_start``. Keep the head ``verify`` prints somewhere else (a log, a
+ticket) when you need that guarantee.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ class VerifyReport:
     problem: str | None = None
     line: int | None = None
     notes: list[str] = field(default_factory=list)
+    #: attempts started in this file and never closed (their process died, or the tail that
+    #: held their ``run_end`` was cut)
+    open_attempts: set[int] = field(default_factory=set)
 
     @property
     def intact(self) -> bool:
@@ -122,12 +127,27 @@ def verify(path: str | os.PathLike[str], key: bytes | str | None = None) -> Veri
                 return report
             prev = h
             last_type = str(rec.get("type"))
+            _track_attempts(rec, last_type, report.open_attempts)
             report.records += 1
     if report.records == 0:
         raise TraceCorrupt(p, 1, "empty file: not a calltape trace")
     report.head = prev.decode()
-    report.closed = last_type == "run_end"
+    report.closed = last_type == "run_end" and not report.open_attempts
     return report
+
+
+def _track_attempts(rec: dict[str, object], kind: str, open_attempts: set[int]) -> None:
+    """Attempts started and not yet closed: by their own ``run_end``, or by a later attempt
+    that owned the trace alone and took them over (their processes had died)."""
+    attempt = rec.get("attempt", 1 if kind == "run_start" else None)
+    if kind in ("run_start", "attempt_start") and isinstance(attempt, int):
+        open_attempts.add(attempt)
+    elif kind == "run_end" and isinstance(attempt, int):
+        open_attempts.discard(attempt)
+    if kind in ("attempt_start", "run_end"):
+        closes = rec.get("closes")
+        if isinstance(closes, list):
+            open_attempts.difference_update(c for c in closes if isinstance(c, int))
 
 
 def _check_header(path: str, raw: bytes) -> None:

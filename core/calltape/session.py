@@ -47,6 +47,7 @@ from calltape.trace import (
     RecordedCall,
     TraceIndex,
     TraceWriter,
+    check_key,
     cut_torn_tail,
 )
 from calltape.trace import trace_key as trace_key_bytes
@@ -323,11 +324,16 @@ class Session:
                         backup = cut_torn_tail(path, self._index.torn.nbytes)
                         log.warning(
                             "%s: a torn last record (%d bytes) from a crashed process was "
-                            "moved to %s",
+                            "moved to %s%s",
                             path,
                             self._index.torn.nbytes,
                             backup,
+                            ""
+                            if self._index.records
+                            else "; nothing else was recorded, so the run starts afresh",
                         )
+                if writer.size() > 0:
+                    check_key(path, self._key, self._index.keyed)
                     idx = self._index
                     writer.state = ChainState(idx.head, idx.last_seq, idx.records, writer.size())
                     self.run_id, self.attempt = idx.run_id, idx.attempts + 1
@@ -340,6 +346,10 @@ class Session:
                         "pid": os.getpid(),
                         "replay": self.replay.value,
                     }
+                    if not writer.shared and idx.open_attempts:
+                        # we own the trace alone, so the attempts left open died with their
+                        # processes: say so, and verify knows no tail was cut
+                        header["closes"] = sorted(idx.open_attempts)
                 else:
                     self._index = TraceIndex(path=str(path))
                     writer.state = ChainState()
@@ -1460,6 +1470,10 @@ class Session:
                 if reason:
                     rec["reason"] = reason
                 try:
+                    # the last writer of a shared run closes the attempts of writers that died
+                    orphans = self._writer.orphaned_attempts(self.attempt)
+                    if orphans:
+                        rec["closes"] = orphans
                     self._writer.append([rec])
                 finally:
                     self._writer.close()

@@ -91,6 +91,11 @@ class AttemptStart(_Rec):
     calltape: str
     pid: int | None = None
     replay: str | None = None
+    closes: list[int] = Field(
+        default_factory=list,
+        description="earlier attempts this one took over: their processes had died without "
+        "a run_end (written only by a process that owns the trace alone)",
+    )
 
 
 class CallStart(_Rec):
@@ -155,6 +160,11 @@ class RunEnd(_Rec):
     reason: str | None = None
     records: int | None = Field(None, description="Records in the file before this one.")
     head: str | None = Field(None, description="h of the record before this one.")
+    closes: list[int] = Field(
+        default_factory=list,
+        description="attempts of writers that died without a run_end, closed by the last "
+        "writer of a shared run",
+    )
 
 
 class Approval(_Rec):
@@ -246,7 +256,8 @@ def iter_raw(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]
     """Stream ``(line_number, record_dict)`` pairs, constant memory, no validation.
 
     A malformed *last* line (cut short by a crash) is yielded as a :class:`Torn` marker
-    instead of raising. The first line must be a ``run_start`` header.
+    instead of raising; so is a lone first line cut short while its header was written. The
+    first line must be a ``run_start`` header.
 
     Raises:
         TraceError: the file cannot be opened.
@@ -274,13 +285,22 @@ def iter_raw(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]
             try:
                 yield _parse_line(p, ln, raw, last=True)
             except TraceCorrupt:
-                if ln == 1:
+                if ln == 1 and not _is_torn_header(raw):
                     raise
                 yield Torn(ln, len(raw))
         elif lineno == 0:
             raise TraceCorrupt(p, 1, "empty file: not a calltape trace")
     finally:
         f.close()
+
+
+_HEADER_PREFIX = b'{"type":"run_start",'
+
+
+def _is_torn_header(raw: bytes) -> bool:
+    """A first line cut short while a calltape process wrote it (killed mid-write): it starts
+    like a header and has no newline. It holds nothing recorded."""
+    return not raw.endswith(b"\n") and raw[: len(_HEADER_PREFIX)] == _HEADER_PREFIX[: len(raw)]
 
 
 def _parse_line(path: str, lineno: int, raw: bytes, *, last: bool) -> tuple[int, dict[str, Any]]:
@@ -363,6 +383,52 @@ class RecordedCall:
     duration_s: float
 
 
+_NUM = (int, float)
+_JSON_NAMES = {
+    "NoneType": "null",
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "list": "an array",
+    "dict": "an object",
+}
+#: the fields (and their JSON types) the index relies on, per record type
+_NEEDS: dict[str, tuple[tuple[str, tuple[type, ...], bool], ...]] = {
+    "call_start": (
+        ("seq", (int,), True),
+        ("fp", (str,), True),
+        ("occ", (int,), True),
+        ("tool", (str,), True),
+        ("args", (dict,), True),
+        ("ts", _NUM, True),
+    ),
+    "call_end": (("seq", (int,), True), ("status", (str,), True), ("duration_s", _NUM, False)),
+    "run_start": (("run_id", (str,), True), ("attempt", (int,), False)),
+    "attempt_start": (("attempt", (int,), True), ("closes", (list,), False)),
+    "run_end": (("status", (str,), True), ("closes", (list,), False)),
+    "resolution": (("seq", (int,), True), ("outcome", (str,), True)),
+    "approval": (("seq", (int,), True),),
+}
+
+
+def _diagnose(path: str, lineno: int, kind: str, rec: dict[str, Any]) -> TraceCorrupt:
+    """Say which field of a record the index cannot use (called only when one is wrong)."""
+    for name, types, required in _NEEDS.get(kind, ()):
+        if name not in rec:
+            if required:
+                return TraceCorrupt(path, lineno, f"malformed {kind!r} record: no {name!r} field")
+            continue
+        v = rec[name]
+        if type(v) not in types:
+            got = _JSON_NAMES.get(type(v).__name__, type(v).__name__)
+            want = " or ".join(_JSON_NAMES[t.__name__] for t in types)
+            return TraceCorrupt(
+                path, lineno, f"malformed {kind!r} record: {name!r} must be {want}, not {got}"
+            )
+    return TraceCorrupt(path, lineno, f"malformed {kind!r} record")
+
+
 @dataclass
 class TraceIndex:
     """What a session needs from an existing trace: built in one streaming pass."""
@@ -381,6 +447,9 @@ class TraceIndex:
     approvals: dict[int, dict[str, Any]] = field(default_factory=dict)
     pending: dict[int, tuple[str, int, float]] = field(default_factory=dict)
     seen: set[Any] = field(default_factory=set)
+    #: attempts started and neither closed by their own ``run_end`` nor taken over
+    open_attempts: set[int] = field(default_factory=set)
+    keyed: bool = False
 
     @classmethod
     def build(cls, path: str | os.PathLike[str]) -> TraceIndex:
@@ -406,46 +475,74 @@ class TraceIndex:
             try:
                 if kind == "call_start":
                     seq = rec["seq"]
+                    if (
+                        type(seq) is not int
+                        or type(rec["fp"]) is not str
+                        or type(rec["occ"]) is not int
+                        or type(rec["tool"]) is not str
+                        or type(rec["args"]) is not dict
+                        or type(rec["ts"]) not in _NUM
+                    ):
+                        raise TypeError
                     starts[seq] = rec
                     idx.last_seq = max(idx.last_seq, seq)
                 elif kind == "call_end":
                     seq = rec["seq"]
+                    status = rec["status"]
+                    if type(seq) is not int or type(status) is not str:
+                        raise TypeError
                     start = starts.pop(seq, None)
                     if start is None:
                         raise TraceCorrupt(idx.path, lineno, f"call_end for unknown seq {seq}")
-                    if rec["status"] == "pending_approval":
-                        idx.pending[seq] = (start["fp"], start["occ"], start["ts"])
-                    if rec["status"] == "ok" and not rec.get("replayed"):
+                    if status == "ok" and not rec.get("replayed"):
                         key = (start["fp"], start["occ"])
                         if key not in ok:
+                            duration = rec.get("duration_s", 0.0)
+                            if type(duration) not in _NUM:
+                                raise TypeError
                             ok[key] = RecordedCall(
-                                seq,
-                                start["tool"],
-                                start["args"],
-                                rec.get("output"),
-                                rec.get("duration_s", 0.0),
+                                seq, start["tool"], start["args"], rec.get("output"), duration
                             )
-                elif kind == "run_start":
-                    idx.run_id = rec["run_id"]
-                    idx.attempts = max(idx.attempts, rec.get("attempt", 1))
-                    idx.ended = None
-                elif kind == "attempt_start":
-                    idx.attempts = max(idx.attempts, rec["attempt"])
-                    idx.ended = None
-                elif kind == "run_end":
-                    idx.ended = rec["status"]
-                elif kind == "resolution":
-                    idx.resolutions[rec["seq"]] = rec["outcome"]
-                    idx.seen.add(rec.get("id"))
-                elif kind == "approval":
-                    idx.approvals[rec["seq"]] = rec
-                    idx.seen.add(rec.get("id"))
-                elif kind == "kill":
-                    idx.seen.add(rec.get("id"))
-            except (KeyError, TypeError) as exc:
-                raise TraceCorrupt(idx.path, lineno, f"malformed {kind!r} record: {exc}") from None
+                    elif status == "pending_approval":
+                        idx.pending[seq] = (start["fp"], start["occ"], start["ts"])
+                else:
+                    _index_control(idx, kind, rec)
+            except (KeyError, TypeError):
+                raise _diagnose(idx.path, lineno, kind, rec) from None
         idx.unfinished = starts
         return idx
+
+
+def _index_control(idx: TraceIndex, kind: str, rec: dict[str, Any]) -> None:
+    """The records other than calls (rare: a few per attempt)."""
+    for name, types, required in _NEEDS.get(kind, ()):
+        if (required or name in rec) and type(rec[name]) not in types:
+            raise TypeError
+    if kind == "run_start":
+        idx.run_id = rec["run_id"]
+        attempt = rec.get("attempt", 1)
+        idx.attempts = max(idx.attempts, attempt)
+        idx.open_attempts.add(attempt)
+        idx.keyed = bool(rec.get("keyed"))
+        idx.ended = None
+    elif kind == "attempt_start":
+        attempt = rec["attempt"]
+        idx.attempts = max(idx.attempts, attempt)
+        idx.open_attempts.add(attempt)
+        idx.open_attempts.difference_update(rec.get("closes") or ())
+        idx.ended = None
+    elif kind == "run_end":
+        idx.ended = rec["status"]
+        idx.open_attempts.discard(rec.get("attempt"))
+        idx.open_attempts.difference_update(rec.get("closes") or ())
+    elif kind == "resolution":
+        idx.resolutions[rec["seq"]] = rec["outcome"]
+        idx.seen.add(rec.get("id"))
+    elif kind == "approval":
+        idx.approvals[rec["seq"]] = rec
+        idx.seen.add(rec.get("id"))
+    elif kind == "kill":
+        idx.seen.add(rec.get("id"))
 
 
 # --------------------------------------------------------------------------- writing
@@ -603,6 +700,19 @@ class TraceWriter:
             finally:
                 fcntl.flock(lock_fd, fcntl.LOCK_UN)
 
+    def orphaned_attempts(self, own: int) -> list[int]:
+        """In a shared run, the attempts of writers that died without closing, if this writer
+        is the last one alive (it can take the lease exclusively); else nothing."""
+        if not self.shared or self.closed:
+            return []
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return []  # other writers are alive: they close their own attempts
+        with self.locked():
+            idx = TraceIndex.build(self.path)
+        return sorted(idx.open_attempts - {own})
+
     # -- locking ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -668,11 +778,25 @@ class TraceWriter:
         """
         if self.closed:
             raise TraceError(f"{self.path}: trace is closed")
+        if new_seq and self._unlinked():
+            # a new call is about to be written ahead of running: never run a tool whose
+            # record would go to a file nobody can open any more
+            raise TraceError(
+                f"{self.path}: the trace file was removed while the session was running; "
+                "the call was not executed. Its records so far are lost with the file; "
+                "start a new session (or restore the file and resume)"
+            )
         if self._lock_fd is None:  # one owner: the thread lock is enough (the hot path)
             with self.lock:
                 return self._append(self.state, records, new_seq)
         with self.locked() as st:
             return self._append(st, records, new_seq)
+
+    def _unlinked(self) -> bool:
+        try:
+            return os.fstat(self._fd).st_nlink == 0
+        except OSError:
+            return False  # the write that follows reports what is wrong with the descriptor
 
     def _append(self, st: ChainState, records: list[dict[str, Any]], new_seq: bool) -> int:
         seq = st.last_seq + 1 if new_seq else 0
@@ -741,6 +865,36 @@ class TraceWriter:
     def __del__(self) -> None:  # pragma: no cover - best effort
         with contextlib.suppress(Exception):
             self.close()
+
+
+def check_key(path: str | os.PathLike[str], key: bytes | None, keyed: bool) -> None:
+    """Refuse to append to a trace with another key (or none) than the one it was begun with:
+    the chain would break where the new records start, and no key would verify it.
+
+    Raises:
+        TraceError: the key does not match the trace.
+    """
+    p = os.fspath(path)
+    if keyed and key is None:
+        raise TraceError(
+            f"{p}: this trace is keyed (HMAC chain); resume it with the same trace_key= "
+            "(or CALLTAPE_TRACE_KEY), or record a new trace"
+        )
+    if not keyed and key is not None:
+        raise TraceError(
+            f"{p}: this trace was recorded without a trace key; resume it without trace_key= "
+            "(unset CALLTAPE_TRACE_KEY), or record a new trace to use a key"
+        )
+    if key is None:
+        return
+    with open(p, "rb") as f:
+        first = f.readline()
+    parts = split_chained(first)
+    if parts is None or chain_digest(b"", parts[0], key) != parts[1]:
+        raise TraceError(
+            f"{p}: the trace key does not match the key this trace was recorded with; "
+            "resume it with that key, or record a new trace"
+        )
 
 
 def cut_torn_tail(path: str | os.PathLike[str], nbytes: int) -> Path:
