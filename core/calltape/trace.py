@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import hashlib
 import hmac
+import io
 import os
 import threading
 import time
@@ -252,6 +253,17 @@ class Torn:
     nbytes: int
 
 
+def _open_trace(p: str) -> io.BufferedReader:
+    try:
+        return open(p, "rb")
+    except FileNotFoundError:
+        raise TraceError(f"{p}: no such trace file") from None
+    except IsADirectoryError:
+        raise TraceError(f"{p}: is a directory, not a trace file") from None
+    except OSError as exc:
+        raise TraceError(f"{p}: cannot open trace: {exc.strerror or exc}") from None
+
+
 def iter_raw(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]] | Torn]:
     """Stream ``(line_number, record_dict)`` pairs, constant memory, no validation.
 
@@ -264,14 +276,7 @@ def iter_raw(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]
         TraceCorrupt: a malformed line that is not the last one, or no header.
     """
     p = os.fspath(path)
-    try:
-        f = open(p, "rb")  # noqa: SIM115 - closed in finally; we stream lazily
-    except FileNotFoundError:
-        raise TraceError(f"{p}: no such trace file") from None
-    except IsADirectoryError:
-        raise TraceError(f"{p}: is a directory, not a trace file") from None
-    except OSError as exc:
-        raise TraceError(f"{p}: cannot open trace: {exc.strerror or exc}") from None
+    f = _open_trace(p)
     try:
         pending: tuple[int, bytes] | None = None
         lineno = 0
@@ -372,7 +377,7 @@ def read_trace(path: str | os.PathLike[str]) -> TraceReadResult:
     return result
 
 
-@dataclass
+@dataclass(slots=True)
 class RecordedCall:
     """A successful call that can be replayed."""
 
@@ -462,53 +467,75 @@ class TraceIndex:
         idx = cls(path=os.fspath(path))
         starts: dict[int, dict[str, Any]] = {}
         ok = idx.ok
-        for item in iter_raw(path):
-            if isinstance(item, Torn):
-                idx.torn = item
-                continue
-            lineno, rec = item
-            idx.records += 1
-            h = rec.get("h")
-            if isinstance(h, str):
-                idx.head = h.encode()
-            kind = rec["type"]
-            try:
-                if kind == "call_start":
-                    seq = rec["seq"]
-                    if (
-                        type(seq) is not int
-                        or type(rec["fp"]) is not str
-                        or type(rec["occ"]) is not int
-                        or type(rec["tool"]) is not str
-                        or type(rec["args"]) is not dict
-                        or type(rec["ts"]) not in _NUM
-                    ):
-                        raise TypeError
-                    starts[seq] = rec
-                    idx.last_seq = max(idx.last_seq, seq)
-                elif kind == "call_end":
-                    seq = rec["seq"]
-                    status = rec["status"]
-                    if type(seq) is not int or type(status) is not str:
-                        raise TypeError
-                    start = starts.pop(seq, None)
-                    if start is None:
-                        raise TraceCorrupt(idx.path, lineno, f"call_end for unknown seq {seq}")
-                    if status == "ok" and not rec.get("replayed"):
-                        key = (start["fp"], start["occ"])
-                        if key not in ok:
-                            duration = rec.get("duration_s", 0.0)
-                            if type(duration) not in _NUM:
-                                raise TypeError
-                            ok[key] = RecordedCall(
-                                seq, start["tool"], start["args"], rec.get("output"), duration
-                            )
-                    elif status == "pending_approval":
-                        idx.pending[seq] = (start["fp"], start["occ"], start["ts"])
-                else:
-                    _index_control(idx, kind, rec)
-            except (KeyError, TypeError):
-                raise _diagnose(idx.path, lineno, kind, rec) from None
+        p = idx.path
+        loads = orjson.loads
+        last: dict[str, Any] = {}
+        lineno = records = last_seq = 0
+        with _open_trace(p) as f:
+            # the hot loop of opening a trace: one orjson.loads per line and nothing else
+            # unless the line is odd (first, torn or malformed), which takes the careful path
+            for raw in f:
+                lineno += 1
+                try:
+                    rec = loads(raw)
+                    kind = rec["type"]
+                    fast = lineno > 1 and type(kind) is str and raw[-1] == 10  # b"\n"
+                except (orjson.JSONDecodeError, TypeError, KeyError, IndexError):
+                    fast = False
+                if not fast:
+                    try:
+                        lineno, rec = _parse_line(p, lineno, raw, last=not f.peek(1))
+                    except TraceCorrupt:
+                        if f.peek(1) or (lineno == 1 and not _is_torn_header(raw)):
+                            raise
+                        idx.torn = Torn(lineno, len(raw))
+                        break
+                    kind = rec["type"]
+                records += 1
+                last = rec
+                try:
+                    if kind == "call_start":
+                        seq = rec["seq"]
+                        if (
+                            type(seq) is not int
+                            or type(rec["fp"]) is not str
+                            or type(rec["occ"]) is not int
+                            or type(rec["tool"]) is not str
+                            or type(rec["args"]) is not dict
+                            or type(rec["ts"]) not in _NUM
+                        ):
+                            raise TypeError
+                        starts[seq] = rec
+                        if seq > last_seq:  # noqa: PLR1730 - no max() call per record
+                            last_seq = seq
+                    elif kind == "call_end":
+                        seq = rec["seq"]
+                        status = rec["status"]
+                        if type(seq) is not int or type(status) is not str:
+                            raise TypeError
+                        start = starts.pop(seq, None)
+                        if start is None:
+                            raise TraceCorrupt(idx.path, lineno, f"call_end for unknown seq {seq}")
+                        if status == "ok" and not rec.get("replayed"):
+                            key = (start["fp"], start["occ"])
+                            if key not in ok:
+                                duration = rec.get("duration_s", 0.0)
+                                if type(duration) not in _NUM:
+                                    raise TypeError
+                                ok[key] = RecordedCall(
+                                    seq, start["tool"], start["args"], rec.get("output"), duration
+                                )
+                        elif status == "pending_approval":
+                            idx.pending[seq] = (start["fp"], start["occ"], start["ts"])
+                    else:
+                        _index_control(idx, kind, rec)
+                except (KeyError, TypeError):
+                    raise _diagnose(idx.path, lineno, kind, rec) from None
+        if lineno == 0:
+            raise TraceCorrupt(p, 1, "empty file: not a calltape trace")
+        h = last.get("h")
+        idx.head = h.encode() if type(h) is str else b""
+        idx.records, idx.last_seq = records, last_seq
         idx.unfinished = starts
         return idx
 
