@@ -73,6 +73,15 @@ PATTERNS: tuple[tuple[str, str, str], ...] = (
 Custom = Callable[[str, Any], Any]
 
 
+def _no_strings(d: dict[Any, Any]) -> bool:
+    """True for a flat dict of numbers, booleans and nulls (the common tool arguments)."""
+    for v in d.values():
+        t = type(v)
+        if not (t is int or t is float or t is bool or v is None):
+            return False
+    return True
+
+
 class Redactor:
     """Redacts secrets from values about to be recorded."""
 
@@ -108,6 +117,8 @@ class Redactor:
             t = type(value)
             if t is int or t is float or t is bool or value is None:
                 return value
+            if t is dict and _no_strings(value):
+                return value  # numbers stay, whatever their key (max_tokens): nothing to mask
             try:
                 if encoded is None:
                     encoded = orjson.dumps(value)

@@ -40,7 +40,7 @@ from calltape.policy import SIDE_EFFECTS, Decision, Policy, ToolCall
 from calltape.policy.presets import AllowAll, allow_all
 from calltape.redact import make_redactor
 from calltape.resilience import Retry, acall_with_timeout, call_with_timeout
-from calltape.result import CallResult, ErrorInfo, Status
+from calltape.result import CallResult, ErrorInfo, Status, make_result
 from calltape.trace import (
     FORMAT_VERSION,
     ChainState,
@@ -112,10 +112,12 @@ class ToolSpec:
     fallback: str | None = None
     output: Any = None
     on_drift: str = "warn"
+    #: ``fn`` is a coroutine function (worked out once, not per call)
+    is_async: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def is_async(self) -> bool:
-        return self.fn is not None and inspect.iscoroutinefunction(self.fn)
+    def __post_init__(self) -> None:
+        is_async = self.fn is not None and inspect.iscoroutinefunction(self.fn)
+        object.__setattr__(self, "is_async", is_async)
 
 
 @dataclass
@@ -1126,7 +1128,7 @@ class Session:
             self._index.pending[seq] = (start["fp"], start["occ"], start["ts"])
             if self.state is RunState.RUNNING:
                 self._transition(RunState.PAUSED, f"seq {seq} is waiting for approval")
-        return CallResult(
+        return make_result(
             start["tool"],
             "blocked",
             None,
@@ -1163,7 +1165,7 @@ class Session:
         output = hit.output
         if type(output) is dict and BLOB_KEY in output:
             output = self._load_blob(output)
-        return CallResult(
+        return make_result(
             start["tool"],
             "ok",
             output,
@@ -1238,7 +1240,7 @@ class Session:
                 s.ok += 1
             else:
                 s.errors += 1
-        return CallResult(
+        return make_result(
             p.tool,
             status,
             out,
@@ -1293,7 +1295,7 @@ class Session:
                 self._blocked_rules["contract_drift"] += 1
             else:
                 s.ok += 1
-        return CallResult(
+        return make_result(
             p.tool,
             "blocked" if block else "ok",
             None if block else value,

@@ -432,3 +432,30 @@ def test_redaction_can_be_extended_and_turned_off(tmp_path: Path) -> None:
         s.register("login", lambda password: "ok")
         s.call("login", password="hunter2")
     assert b"hunter2" in t2.read_bytes()
+
+
+def test_the_fast_result_constructor_builds_the_same_frozen_result() -> None:
+    import dataclasses
+
+    from calltape.result import ErrorInfo, make_result
+
+    d = Decision.deny("rule", "why")
+    args = ("t", "error", None, ErrorInfo("E", "m"), d, False, "fp", 3, 0.5, "id-1", None)
+    fast, slow = make_result(*args), CallResult(*args)
+    assert fast == slow and repr(fast) == repr(slow)
+    assert [getattr(fast, f.name) for f in dataclasses.fields(CallResult)] == list(args)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.status = "ok"  # type: ignore[misc]
+
+
+def test_tool_spec_knows_once_whether_its_function_is_async() -> None:
+    import dataclasses
+
+    from calltape import ToolSpec
+
+    async def a() -> None: ...
+
+    spec = ToolSpec("x", lambda: None)
+    assert not spec.is_async
+    assert dataclasses.replace(spec, fn=a).is_async
+    assert ToolSpec("y").is_async is False
