@@ -319,6 +319,8 @@ def _parse_line(path: str, lineno: int, raw: bytes, *, last: bool) -> tuple[int,
     except orjson.JSONDecodeError:
         preview = raw[:60].decode("utf-8", "replace").strip()
         what = "not a calltape trace" if lineno == 1 else "malformed record"
+        if "\ufffd" in preview or not preview.isprintable():
+            raise TraceCorrupt(path, lineno, f"{what} (binary data, not JSON)") from None
         raise TraceCorrupt(path, lineno, f"{what} (not JSON): {preview!r}") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
         what = "not a calltape trace" if lineno == 1 else "malformed record"
