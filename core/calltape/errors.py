@@ -25,7 +25,21 @@ from typing import Any
 
 
 class CalltapeError(Exception):
-    """Base class of every error calltape raises on purpose."""
+    """Base class of every error calltape raises on purpose.
+
+    Every calltape error pickles (thread and process pools, multiprocessing, agent frameworks
+    that move exceptions between workers) with its message and attributes intact.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type[CalltapeError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    err = cls.__new__(cls)
+    err.args = args
+    err.__dict__.update(state)
+    return err
 
 
 class FingerprintError(CalltapeError, TypeError):
@@ -47,13 +61,23 @@ class FingerprintError(CalltapeError, TypeError):
 
 
 class ReplayMiss(CalltapeError):
-    """Strict replay found no recorded result for a call; nothing was executed."""
+    """Strict replay found no recorded result for a call; nothing was executed.
 
-    def __init__(self, tool: str, args: Any, nearest: list[str], trace: str) -> None:
+    Attributes:
+        tool: The tool called.
+        arguments: The call's arguments (the message shows them redacted).
+        nearest: The nearest recorded calls, as ``tool(args)`` previews.
+    """
+
+    def __init__(
+        self, tool: str, args: Any, nearest: list[str], trace: str, *, shown: Any = None
+    ) -> None:
         self.tool = tool
-        self.args = args
+        self.arguments = args
         self.nearest = nearest
-        lines = [f"no recorded result for {tool}({_preview(args)}) in {trace} (replay='strict')."]
+        # the message shows the redacted arguments (``shown``): messages end up in logs
+        preview = _preview(args if shown is None else shown)
+        lines = [f"no recorded result for {tool}({preview}) in {trace} (replay='strict')."]
         if nearest:
             lines.append("Nearest recorded calls:")
             lines.extend(f"  - {n}" for n in nearest)

@@ -972,8 +972,9 @@ class Session:
         side_effect = spec.side_effect if spec is not None else "unknown"
         fp, rec_args, canon = fingerprint_canonical(name, args)  # FingerprintError: nothing runs
         secrets: list[str] = []
-        if self._redactor is not None:
+        if self._redactor is not None and self._writer is not None:
             # the fingerprint used the real args; the canonical bytes hold every arg string
+            # (strict replay writes nothing: it redacts only what a ReplayMiss shows)
             rec_args = self._redactor(rec_args, "args", canon, secrets)
         with self._lock:
             occ = self._occ.get(fp, 0)
@@ -1007,8 +1008,14 @@ class Session:
             if hit is not None:
                 return self._finish_replayed(start, decision, hit)
             if self.replay is ReplayMode.STRICT:
+                if self._redactor is not None and self._writer is None:
+                    rec_args = self._redactor(rec_args, "args", canon)
                 raise ReplayMiss(
-                    name, dict(args), self._nearest(name, rec_args), str(self.trace_path)
+                    name,
+                    dict(args),
+                    self._nearest(name, rec_args),
+                    str(self.trace_path),
+                    shown=rec_args,
                 )
             if self._unknown:
                 settled = self._settle_unknown(start, spec, decision)

@@ -459,3 +459,37 @@ def test_tool_spec_knows_once_whether_its_function_is_async() -> None:
     assert not spec.is_async
     assert dataclasses.replace(spec, fn=a).is_async
     assert ToolSpec("y").is_async is False
+
+
+def test_strict_replay_miss_message_shows_redacted_arguments(tmp_path: Path) -> None:
+    trace = tmp_path / "run.jsonl"
+    with Session(trace) as s:
+        s.register("login", lambda user, password: "ok", side_effect="read")
+        assert s.call("login", user="ann", password="hunter2-secret").ok
+    with Session(trace, replay="strict") as s:
+        s.register("login", lambda user, password: "ok", side_effect="read")
+        assert s.call("login", user="ann", password="hunter2-secret").replayed
+        with pytest.raises(ReplayMiss) as info:
+            s.call("login", user="bob", password="hunter2-secret")
+    assert "hunter2-secret" not in str(info.value)
+    assert "bob" in str(info.value)
+    assert info.value.tool == "login"
+
+
+def test_calltape_errors_pickle_with_their_attributes() -> None:
+    import pickle
+
+    from calltape.errors import TraceCorrupt
+
+    miss = ReplayMiss("t", {"a": 1}, ["t(a=2)"], "run.jsonl")
+    for err in (
+        miss,
+        FingerprintError("args.f", "TextIOWrapper"),
+        TraceCorrupt("run.jsonl", 3, "malformed record"),
+        ToolBlocked("blocked", tool="t", rule="r", reason="why"),
+        ToolNotFound("x", ["a"]),
+    ):
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err) and str(back) == str(err)
+        assert back.__dict__ == err.__dict__
+    assert miss.arguments == {"a": 1} and miss.nearest == ["t(a=2)"]
