@@ -734,11 +734,18 @@ class TraceWriter:
         is the last one alive (it can take the lease exclusively); else nothing."""
         if not self.shared or self.closed:
             return []
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return []  # other writers are alive: they close their own attempts
+        # Under <trace>.lock, so no other writer is converting its lease at the same moment:
+        # the other live writers keep their shared locks, and nobody can take the trace
+        # exclusively in the instant the conversion below holds no lock.
         with self.locked():
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                # other writers are alive: they close their own attempts. A failed conversion
+                # drops the lock held before it (flock(2)): take the shared lease back.
+                with contextlib.suppress(OSError):
+                    fcntl.flock(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                return []
             idx = TraceIndex.build(self.path)
         return sorted(idx.open_attempts - {own})
 

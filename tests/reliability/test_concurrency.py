@@ -331,3 +331,31 @@ def test_a_shared_writer_killed_mid_record_does_not_break_the_others(
         if rec["type"] == "call_start" and rec["tool"] == "put"
     ]
     assert ours == list(range(10))
+
+
+def test_a_writer_closing_while_another_is_alive_keeps_its_lease(tmp_path: Path) -> None:
+    """Closing a shared run tries to take the trace exclusively (to close the attempts of dead
+    writers); when another writer is alive that fails, and flock(2) then drops the lease held
+    before: the writer must take it back, or a third process could own the trace alone while
+    the closing writer still appends."""
+    import fcntl
+
+    trace = tmp_path / "run.jsonl"
+    a = Session(trace, shared=True)
+    b = Session(trace, shared=True)
+    try:
+        writer = a._writer
+        assert writer is not None
+        assert writer.orphaned_attempts(a.attempt) == []  # b is alive
+        probe = os.open(trace, os.O_RDWR)
+        try:
+            with pytest.raises(OSError):
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            b.close()
+            with pytest.raises(OSError):  # a still holds its shared lease
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(probe)
+    finally:
+        b.close()
+        a.close()
