@@ -336,3 +336,17 @@ def test_hung_workers_are_replaced() -> None:
     assert p.decide(make_call("t")).rule == "ok"
     assert p._workers.threads == 2
     hang.release.set()
+
+
+def test_composition_and_file_loading_are_importable_from_calltape_policy() -> None:
+    import calltape.policy as policy_pkg
+    from calltape.policy import combinators, file, presets
+
+    assert policy_pkg.all_of is combinators.all_of
+    assert policy_pkg.first_match is combinators.first_match
+    assert policy_pkg.with_timeout is combinators.with_timeout
+    assert policy_pkg.load_policy is file.load_policy
+    assert policy_pkg.PolicyFileError is file.PolicyFileError
+    assert policy_pkg.presets is presets
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = policy_pkg.no_such_name

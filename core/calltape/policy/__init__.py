@@ -15,9 +15,74 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from calltape.policy.combinators import (
+        AllOf,
+        FirstMatch,
+        Rule,
+        WithTimeout,
+        all_of,
+        arg,
+        first_match,
+        rule,
+        with_timeout,
+    )
+    from calltape.policy.file import FilePolicy, PolicyFileError, load_policy, parse_policy
     from calltape.session import ToolSpec
 
-__all__ = ["SIDE_EFFECTS", "Action", "Decision", "Policy", "ToolCall"]
+__all__ = [
+    "SIDE_EFFECTS",
+    "Action",
+    "AllOf",
+    "Decision",
+    "FilePolicy",
+    "FirstMatch",
+    "Policy",
+    "PolicyFileError",
+    "Rule",
+    "ToolCall",
+    "WithTimeout",
+    "all_of",
+    "arg",
+    "first_match",
+    "load_policy",
+    "parse_policy",
+    "rule",
+    "with_timeout",
+]
+
+# Composition and file loading live in submodules, imported on first use so that
+# ``import calltape`` stays light; ``from calltape.policy import all_of`` works as well.
+_LAZY = {
+    "AllOf": "combinators",
+    "FirstMatch": "combinators",
+    "Rule": "combinators",
+    "WithTimeout": "combinators",
+    "all_of": "combinators",
+    "arg": "combinators",
+    "first_match": "combinators",
+    "rule": "combinators",
+    "with_timeout": "combinators",
+    "FilePolicy": "file",
+    "PolicyFileError": "file",
+    "load_policy": "file",
+    "parse_policy": "file",
+}
+
+_SUBMODULES = frozenset({"combinators", "file", "net", "presets", "sandbox"})
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f"calltape.policy.{name}")
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'calltape.policy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"calltape.policy.{mod}"), name)
+    globals()[name] = value
+    return value
+
 
 Action = Literal["allow", "deny", "ask"]
 
