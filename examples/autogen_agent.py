@@ -99,6 +99,8 @@ async def main() -> None:
     print("second run on the same trace: get_weather replays from the trace")
     await run_once(trace)
     print(f"  tools executed: {executed}  (nothing ran again)")
+    print(f"trace: {trace}")
+    print(f"see it: calltape show {trace}")
 
 
 if __name__ == "__main__":
