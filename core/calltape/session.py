@@ -212,7 +212,9 @@ class Session:
     Args:
         trace: Path of the JSONL trace. Created if missing; an existing trace is resumed (a new
             attempt of the same run). Default: ``runs/<run_id>.jsonl``.
-        policy: The gate (see :mod:`calltape.policy`). Default: allow everything, record all.
+        policy: The gate (see :mod:`calltape.policy`): a policy object, or the path of a TOML
+            policy file (loaded with :func:`calltape.policy.load_policy`, so a bad file raises
+            ``PolicyFileError`` here, before any call). Default: allow everything, record all.
         replay: ``"resume"`` (default), ``"strict"`` or ``"off"``; see :class:`ReplayMode`.
         durability: ``"os"`` (default): each record is handed to the OS before the call
             proceeds, so a killed process loses nothing; ``"fsync"``: also fsync each record.
@@ -245,7 +247,7 @@ class Session:
         self,
         trace: str | os.PathLike[str] | None = None,
         *,
-        policy: Policy | None = None,
+        policy: Policy | str | os.PathLike[str] | None = None,
         replay: ReplayMode | str = "resume",
         durability: str = "os",
         run_id: str | None = None,
@@ -267,8 +269,15 @@ class Session:
             ) from None
         if policy is None:
             policy = allow_all()
+        elif isinstance(policy, str | os.PathLike):
+            from calltape.policy.file import load_policy
+
+            policy = load_policy(policy)
         if not callable(getattr(policy, "decide", None)):
-            raise TypeError(f"policy must have a decide(call) method, got {type(policy).__name__}")
+            raise TypeError(
+                "policy must be a policy object (with a decide(call) method) or the path of a "
+                f"policy file, got {type(policy).__name__}"
+            )
         self.policy: Policy = policy
         self._fast_allow = isinstance(policy, AllowAll)
         self.raise_on_error = raise_on_error

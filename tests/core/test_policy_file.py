@@ -318,3 +318,35 @@ def test_in_a_session_the_trace_names_the_rule(tmp_path: Path) -> None:
     ends = [r for r in read_trace(trace).records if isinstance(r, CallEnd)]
     assert [e.decision.rule for e in ends] == ["small-payments", "payments"]
     assert "need a human" in ends[1].decision.reason
+
+
+# ------------------------------------------------------------------ Session(policy=path)
+
+
+@pytest.mark.parametrize("as_str", [True, False])
+def test_session_takes_the_path_of_a_policy_file(tmp_path: Path, as_str: bool) -> None:
+    path = write_policy(
+        tmp_path,
+        'version = 1\n[[rules]]\nid = "reads"\nside_effect = "read"\naction = "allow"\n',
+    )
+    ran: list[str] = []
+    with Session(tmp_path / "t.jsonl", policy=str(path) if as_str else path) as session:
+        session.register("look", lambda: ran.append("look"), side_effect="read")
+        session.register("touch", lambda: ran.append("touch"), side_effect="write")
+        assert session.call("look").status == "ok"
+        blocked = session.call("touch")
+    assert blocked.status == "blocked"
+    assert blocked.decision.rule == "default"
+    assert ran == ["look"]
+
+
+def test_session_with_a_bad_policy_file_fails_before_the_trace_exists(tmp_path: Path) -> None:
+    path = write_policy(tmp_path, 'version = 1\n[[rule]]\nid = "x"\naction = "allow"\n')
+    with pytest.raises(PolicyFileError, match=r"p\.toml:2: .*unknown key 'rule'"):
+        Session(tmp_path / "t.jsonl", policy=path)
+    assert not (tmp_path / "t.jsonl").exists()
+
+
+def test_session_refuses_what_is_neither_a_policy_nor_a_path(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="decide\\(call\\) method\\) or the path of a policy file"):
+        Session(tmp_path / "t.jsonl", policy=42)  # type: ignore[arg-type]
