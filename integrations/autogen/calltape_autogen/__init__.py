@@ -19,6 +19,13 @@ except ImportError as exc:  # also the legacy autogen-agentchat 0.2 line, which 
     raise MissingFrameworkError("autogen-agentchat", "calltape-autogen") from exc
 
 from calltape_autogen.proxy import CalltapeStreamTool, CalltapeTool
-from calltape_autogen.toolkit import create_autogen_toolkit, wrap_tool
+from calltape_autogen.toolkit import create_autogen_toolkit, is_wrapped, unwrap_tool, wrap_tool
 
-__all__ = ["CalltapeStreamTool", "CalltapeTool", "create_autogen_toolkit", "wrap_tool"]
+__all__ = [
+    "CalltapeStreamTool",
+    "CalltapeTool",
+    "create_autogen_toolkit",
+    "is_wrapped",
+    "unwrap_tool",
+    "wrap_tool",
+]

@@ -100,3 +100,16 @@ def _function_tool(spec: ToolSpec) -> FunctionTool:
 def _check_session(session: object) -> None:
     if not isinstance(session, Session):
         raise TypeError(f"expected a calltape.Session, got {type(session).__name__}: {session!r}")
+
+
+def is_wrapped(tool: object) -> bool:
+    """Tell whether ``tool`` is a calltape-gated AutoGen tool."""
+    return isinstance(tool, CalltapeTool)
+
+
+def unwrap_tool(tool: BaseTool[Any, Any]) -> BaseTool[Any, Any]:
+    """Return the tool a gated tool wraps (``tool`` itself when it is not gated)."""
+    candidate: Any = tool
+    while isinstance(candidate, CalltapeTool):
+        candidate = candidate.__wrapped__
+    return cast(BaseTool[Any, Any], candidate)

@@ -17,6 +17,14 @@ from __future__ import annotations
 
 from calltape_crewai._compat import BLOCK_CODE
 from calltape_crewai.proxy import CalltapeTool, is_block
-from calltape_crewai.toolkit import create_crewai_toolkit, wrap_tool
+from calltape_crewai.toolkit import create_crewai_toolkit, is_wrapped, unwrap_tool, wrap_tool
 
-__all__ = ["BLOCK_CODE", "CalltapeTool", "create_crewai_toolkit", "is_block", "wrap_tool"]
+__all__ = [
+    "BLOCK_CODE",
+    "CalltapeTool",
+    "create_crewai_toolkit",
+    "is_block",
+    "is_wrapped",
+    "unwrap_tool",
+    "wrap_tool",
+]

@@ -118,3 +118,16 @@ def create_crewai_toolkit(session: Session, tools: Iterable[BaseTool] | None = N
             f"tools must be a list of crewai tools ({_ACCEPTED}); got {type(given).__name__}"
         )
     return [wrap_tool(session, tool) for tool in given]
+
+
+def is_wrapped(tool: object) -> bool:
+    """Tell whether ``tool`` is a calltape-gated CrewAI tool."""
+    return isinstance(tool, CalltapeTool)
+
+
+def unwrap_tool(tool: BaseTool) -> BaseTool:
+    """Return the tool a gated tool wraps (``tool`` itself when it is not gated)."""
+    candidate: Any = tool
+    while isinstance(candidate, CalltapeTool):
+        candidate = candidate.__wrapped__
+    return cast(BaseTool, candidate)

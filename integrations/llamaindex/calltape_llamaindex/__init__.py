@@ -21,4 +21,7 @@ except ImportError as exc:
 from calltape_llamaindex.proxy import is_wrapped, unwrap
 from calltape_llamaindex.toolkit import create_llamaindex_toolkit, wrap_tool
 
-__all__ = ["create_llamaindex_toolkit", "is_wrapped", "unwrap", "wrap_tool"]
+#: The same as :func:`unwrap`, under the name every calltape integration uses.
+unwrap_tool = unwrap
+
+__all__ = ["create_llamaindex_toolkit", "is_wrapped", "unwrap", "unwrap_tool", "wrap_tool"]

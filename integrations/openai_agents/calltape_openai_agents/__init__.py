@@ -17,6 +17,11 @@ Raises:
 
 from __future__ import annotations
 
-from calltape_openai_agents.toolkit import create_openai_agents_toolkit, wrap_tool
+from calltape_openai_agents.toolkit import (
+    create_openai_agents_toolkit,
+    is_wrapped,
+    unwrap_tool,
+    wrap_tool,
+)
 
-__all__ = ["create_openai_agents_toolkit", "wrap_tool"]
+__all__ = ["create_openai_agents_toolkit", "is_wrapped", "unwrap_tool", "wrap_tool"]

@@ -58,6 +58,7 @@ FRAMEWORK = "openai_agents"
 # Set on the guard so that a tool is recognised as gated, and by which session.
 _SESSION_ATTR = "_calltape_session"
 _ORIGINAL_ATTR = "_calltape_original"
+_TOOL_ATTR = "_calltape_tool"  # the ungated FunctionTool the guard was made for
 # Newer openai-agents mark the invoker of a sync function and use the mark only to refuse
 # ``timeout_seconds`` (a sync function cannot be timed out); the guard carries it over.
 _SYNC_MARKER = "__agents_sync_function_tool__"
@@ -133,7 +134,20 @@ def wrap_tool(session: Session, tool: FunctionTool) -> FunctionTool:
         raise TypeError(_not_a_function_tool(tool))
     if getattr(tool.on_invoke_tool, _SESSION_ATTR, None) is session:
         return tool
-    return _gate(session, tool)
+    return _gate(session, unwrap_tool(tool))  # gated by another session: re-gate the original
+
+
+def is_wrapped(tool: object) -> bool:
+    """Tell whether ``tool`` is a ``FunctionTool`` gated by a calltape session."""
+    return isinstance(tool, FunctionTool) and hasattr(tool.on_invoke_tool, _SESSION_ATTR)
+
+
+def unwrap_tool(tool: FunctionTool) -> FunctionTool:
+    """Return the ungated ``FunctionTool`` a gated one was made from (``tool`` if not gated)."""
+    if not is_wrapped(tool):
+        return tool
+    original: FunctionTool = getattr(tool.on_invoke_tool, _TOOL_ATTR)
+    return original
 
 
 def _not_a_function_tool(obj: object) -> str:
@@ -216,12 +230,14 @@ def _gate(
     gated = copy.copy(tool)
     # Take the invoker from the copy: openai-agents >= 0.6 rebinds it to the copy on copy.copy.
     original: Invoker = gated.on_invoke_tool
-    gated.on_invoke_tool = _guard(
+    guard = _guard(
         session,
         session_name or tool.name,
         _schema_keys(tool.params_json_schema),
         original,
     )
+    setattr(guard, _TOOL_ATTR, tool)
+    gated.on_invoke_tool = guard
     return gated
 
 

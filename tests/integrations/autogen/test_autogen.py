@@ -267,6 +267,20 @@ def test_wrapping_twice_gates_once(trace: Path) -> None:
     assert len(calls(trace)) == 1
 
 
+def test_is_wrapped_and_unwrap_tool(trace: Path) -> None:
+    from calltape_autogen import is_wrapped, unwrap_tool
+
+    original = native_tool(add)
+    with new_session(trace) as session:
+        gated = wrap_tool(session, original)
+        assert is_wrapped(gated) and not is_wrapped(original) and not is_wrapped(add)
+        assert unwrap_tool(gated) is original
+        assert unwrap_tool(original) is original
+        copied = unwrap_tool(copy.copy(gated))  # a copy of the gated tool wraps a copy
+        assert not is_wrapped(copied) and type(copied) is type(original)
+        assert copied.name == original.name
+
+
 def test_rewrapping_moves_the_tool_to_the_new_session(tmp_path: Path) -> None:
     with new_session(tmp_path / "a.jsonl") as a, new_session(tmp_path / "b.jsonl") as b:
         moved = wrap_tool(b, wrap_tool(a, native_tool(add)))
@@ -314,6 +328,8 @@ def test_public_surface() -> None:
         "CalltapeStreamTool",
         "CalltapeTool",
         "create_autogen_toolkit",
+        "is_wrapped",
+        "unwrap_tool",
         "wrap_tool",
     ]
 

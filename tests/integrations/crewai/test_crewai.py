@@ -361,6 +361,20 @@ def test_wrapping_again_reuses_or_rewraps(tmp_path: Path) -> None:
         assert moved.calltape_session is other and moved.__wrapped__ is native
 
 
+def test_is_wrapped_and_unwrap_tool(tmp_path: Path) -> None:
+    from calltape_crewai import is_wrapped, unwrap_tool
+
+    native = crewai_tool(ToolBox().functions()[0][0])
+    with _session(tmp_path) as session:
+        gated = wrap_tool(session, native)
+        assert is_wrapped(gated) and not is_wrapped(native)
+        assert unwrap_tool(gated) is native
+        assert unwrap_tool(native) is native
+        copied = unwrap_tool(copy.copy(gated))  # a copy of the gated tool wraps a copy
+        assert not is_wrapped(copied) and type(copied) is type(native)
+        assert copied.name == native.name
+
+
 def test_missing_crewai_names_the_pip_install() -> None:
     code = (
         "import sys; sys.modules['crewai'] = None\n"
@@ -417,6 +431,8 @@ def test_public_surface() -> None:
         "CalltapeTool",
         "create_crewai_toolkit",
         "is_block",
+        "is_wrapped",
+        "unwrap_tool",
         "wrap_tool",
     ]
 

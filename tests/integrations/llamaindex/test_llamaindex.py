@@ -613,5 +613,7 @@ def test_public_surface() -> None:
         "create_llamaindex_toolkit",
         "is_wrapped",
         "unwrap",
+        "unwrap_tool",
         "wrap_tool",
     ]
+    assert calltape_llamaindex.unwrap_tool is calltape_llamaindex.unwrap

@@ -20,7 +20,12 @@ from calltape import Session, current_call
 from calltape.errors import ReplayMiss
 from calltape.policy import presets
 from calltape.trace import read_trace
-from calltape_openai_agents import create_openai_agents_toolkit, wrap_tool
+from calltape_openai_agents import (
+    create_openai_agents_toolkit,
+    is_wrapped,
+    unwrap_tool,
+    wrap_tool,
+)
 from calltape_openai_agents.testing import ScriptedModel
 
 
@@ -173,18 +178,37 @@ def test_wrap_twice_records_once(trace: Path) -> None:
     session.close()
 
 
-def test_a_tool_gated_by_another_session_is_gated_again(tmp_path: Path) -> None:
+def test_a_tool_gated_by_another_session_moves_to_the_new_one(tmp_path: Path) -> None:
+    # As in every calltape integration: wrapping never stacks, so a call is recorded once,
+    # by the session that wrapped last.
     counter = Counter()
     outer_session, inner_session = Session(tmp_path / "outer.jsonl"), Session(tmp_path / "in.jsonl")
     register(inner_session, counter)
     inner = create_openai_agents_toolkit(inner_session)
     outer = create_openai_agents_toolkit(outer_session, inner)
+    assert [unwrap_tool(t) for t in outer] == [unwrap_tool(t) for t in inner]
     run(outer, [("add", {"a": 1, "b": 1})])
     assert counter.runs == {"add": 1}
     assert [c["output"] for c in calls(tmp_path / "outer.jsonl")] == [2]
-    assert [c["output"] for c in calls(tmp_path / "in.jsonl")] == [2]
+    assert calls(tmp_path / "in.jsonl") == []
     outer_session.close()
     inner_session.close()
+
+
+def test_is_wrapped_and_unwrap_tool(trace: Path) -> None:
+    session = Session(trace)
+
+    @function_tool
+    def echo(text: str) -> str:
+        """Echo."""
+        return text
+
+    gated = wrap_tool(session, echo)
+    assert is_wrapped(gated) and not is_wrapped(echo) and not is_wrapped("echo")
+    assert unwrap_tool(gated) is echo
+    assert unwrap_tool(echo) is echo
+    assert unwrap_tool(copy.copy(gated)) is echo
+    session.close()
 
 
 def test_original_tool_is_left_ungated(trace: Path) -> None:
@@ -450,7 +474,12 @@ def test_public_surface() -> None:
     import calltape_openai_agents
     import calltape_openai_agents.testing
 
-    assert calltape_openai_agents.__all__ == ["create_openai_agents_toolkit", "wrap_tool"]
+    assert calltape_openai_agents.__all__ == [
+        "create_openai_agents_toolkit",
+        "is_wrapped",
+        "unwrap_tool",
+        "wrap_tool",
+    ]
     assert calltape_openai_agents.testing.__all__ == ["ModelTurn", "ScriptedModel"]
 
 
