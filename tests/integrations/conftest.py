@@ -21,6 +21,26 @@ class ExampleRun:
     stdout: str
     call_ends: list[tuple[str, str, bool]]  # (status, rule, replayed) per call, in trace order
 
+    def check_output(self, second_run: str, first: list[str], second: list[str]) -> None:
+        """Each line of ``first`` is printed before the line that starts the second run (which
+        contains ``second_run``), each of ``second`` after it."""
+        before, marker, after = self.stdout.partition(second_run)
+        assert marker, f"no {second_run!r} in the output:\n{self.stdout}"
+        for text in first:
+            assert text in before, f"first run: {text!r} not in\n{before}"
+        for text in second:
+            assert text in after, f"second run: {text!r} not in\n{after}"
+
+    def check_record_block_replay(self, blocked_rule: str) -> None:
+        """The trace of every example: run 1 records a read and blocks a side effect; run 2
+        (resume) replays the read and blocks again. Within a run the order is free (AutoGen
+        runs the two calls of one model turn concurrently)."""
+        ends = self.call_ends
+        assert len(ends) == 4, ends
+        blocked = ("blocked", blocked_rule, False)
+        assert sorted(ends[:2]) == [blocked, ("ok", "read_only.read", False)]
+        assert sorted(ends[2:]) == [blocked, ("ok", "read_only.read", True)]
+
 
 @pytest.fixture
 def run_example(tmp_path: Path) -> Callable[[str], ExampleRun]:

@@ -13,16 +13,16 @@ def test_example_runs_offline_and_shows_record_block_replay(
     run_example: Callable[[str], ExampleRun],
 ) -> None:
     run = run_example("langchain_agent.py")
-    out = run.stdout
-    first, second = out.split("== run 2", 1)
-    assert "really executed:  get_weather('Paris')" in first
-    assert "calltape blocked tool 'send_email' (rule read_only.network)" in first
-    assert "agent answered:   18°C and sunny in Paris; the email tool was blocked." in first
-    assert "really executed:  nothing" in second, "the resumed run must not execute the tool"
-    assert "1 replayed from the trace" in second
-    assert run.call_ends == [
-        ("ok", "read_only.read", False),
-        ("blocked", "read_only.network", False),
-        ("ok", "read_only.read", True),
-        ("blocked", "read_only.network", False),
-    ]
+    run.check_output(
+        "== run 2",
+        first=[
+            "really executed:  get_weather('Paris')",
+            "calltape blocked tool 'send_email' (rule read_only.network)",
+            "agent answered:   18°C and sunny in Paris; the email tool was blocked.",
+        ],
+        second=[
+            "really executed:  nothing",
+            "1 replayed from the trace",
+        ],
+    )
+    run.check_record_block_replay("read_only.network")

@@ -13,15 +13,15 @@ def test_example_runs_offline_and_shows_record_block_replay(
     run_example: Callable[[str], ExampleRun],
 ) -> None:
     run = run_example("openai_agents_agent.py")
-    out = run.stdout
-    first, second = out.split("second run", 1)
-    assert "really executed: ['get_weather(Oslo)']" in first
-    assert "calltape blocked tool 'send_email' (rule read_only.network)" in first
-    assert "really executed: nothing" in second, "the resumed run must not execute the tool"
-    assert "replayed=1" in second
-    assert run.call_ends == [
-        ("ok", "read_only.read", False),
-        ("blocked", "read_only.network", False),
-        ("ok", "read_only.read", True),
-        ("blocked", "read_only.network", False),
-    ]
+    run.check_output(
+        "second run",
+        first=[
+            "really executed: ['get_weather(Oslo)']",
+            "calltape blocked tool 'send_email' (rule read_only.network)",
+        ],
+        second=[
+            "really executed: nothing",
+            "replayed=1",
+        ],
+    )
+    run.check_record_block_replay("read_only.network")
