@@ -22,10 +22,13 @@ The guard never raises for a block: raising aborts the run (or, from 0.23, shows
 generic text).
 
 Tool exceptions keep the SDK's behaviour: the invoker built by ``@function_tool`` turns them
-into text with its ``failure_error_function`` and the model sees that text. For the tools this
-module builds from the session's functions, calltape also records the exception (status
-``"error"``); for a third-party ``FunctionTool``, only an exception that escapes its invoker
-can be recorded as one (see ``docs/integrations/openai_agents.md``).
+into text with its ``failure_error_function`` and the model sees that text, while calltape
+records the exception itself (status ``"error"``, so a resumed run runs the call again instead
+of replaying the error text as a success). For the tools this module builds from the session's
+functions the function reports its exception; for a ``FunctionTool`` the user made with
+``@function_tool``, the gated copy's invoker reports the exception it hands to its formatter
+(see :func:`_reporting_invoker`). A hand-built invoker that turns exceptions into text itself
+is opaque: its text is recorded as an ``ok`` output (see ``docs/integrations/openai_agents.md``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import copy
 import functools
 import inspect
 import json
+import types
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -104,6 +108,7 @@ def create_openai_agents_toolkit(
         TypeError: ``tools`` holds something that is not a ``FunctionTool`` (hosted tools such
             as ``WebSearchTool`` run on OpenAI's servers and cannot be gated).
     """
+    _check_session(session)
     if tools is None:
         return [_build_session_tool(session, spec) for spec in session.tools.values()]
     if isinstance(tools, FunctionTool):
@@ -130,6 +135,7 @@ def wrap_tool(session: Session, tool: FunctionTool) -> FunctionTool:
     Raises:
         TypeError: ``tool`` is not a ``FunctionTool``.
     """
+    _check_session(session)
     if not isinstance(tool, FunctionTool):
         raise TypeError(_not_a_function_tool(tool))
     if getattr(tool.on_invoke_tool, _SESSION_ATTR, None) is session:
@@ -148,6 +154,13 @@ def unwrap_tool(tool: FunctionTool) -> FunctionTool:
         return tool
     original: FunctionTool = getattr(tool.on_invoke_tool, _TOOL_ATTR)
     return original
+
+
+def _check_session(session: object) -> None:
+    from calltape import Session
+
+    if not isinstance(session, Session):
+        raise TypeError(f"session must be a calltape.Session, got {type(session).__name__}")
 
 
 def _not_a_function_tool(obj: object) -> str:
@@ -229,7 +242,7 @@ def _gate(
 ) -> FunctionTool:
     gated = copy.copy(tool)
     # Take the invoker from the copy: openai-agents >= 0.6 rebinds it to the copy on copy.copy.
-    original: Invoker = gated.on_invoke_tool
+    original: Invoker = _reporting_invoker(gated.on_invoke_tool)
     guard = _guard(
         session,
         session_name or tool.name,
@@ -239,6 +252,62 @@ def _gate(
     setattr(guard, _TOOL_ATTR, tool)
     gated.on_invoke_tool = guard
     return gated
+
+
+def _report(error: BaseException) -> None:
+    attempt = _ATTEMPT.get()
+    if attempt is not None and attempt.error is None and isinstance(error, Exception):
+        attempt.error = error
+
+
+def _reporting_invoker(invoker: Invoker) -> Invoker:
+    """An invoker that behaves as ``invoker`` and also reports to the guard an exception the
+    SDK turns into text (the call is then recorded as an error, not as an ``ok`` output).
+
+    ``@function_tool`` builds one of two shapes, depending on the SDK version:
+
+    - a ``_FailureHandlingFunctionToolInvoker`` (0.6 and later) that calls its
+      ``_on_handled_error(tool, error, input, ctx)`` after formatting an exception: the gated
+      copy gets its own copy of the invoker with that callback wrapped;
+    - a closure over ``failure_error_function`` (before 0.6): the gated copy gets a new
+      function with the same code whose cell holds a reporting wrapper of that formatter.
+
+    Anything else (a hand-built invoker) is returned unchanged. Nothing the user's tool holds
+    is modified: only the gated copy's invoker differs.
+    """
+    handled = getattr(invoker, "_on_handled_error", None)
+    if callable(handled) and not isinstance(invoker, types.FunctionType):
+        reporting = copy.copy(invoker)
+
+        def on_handled_error(*args: Any, **kwargs: Any) -> Any:
+            _report(args[1])  # (function_tool, error, input_json, context)
+            return handled(*args, **kwargs)
+
+        reporting._on_handled_error = on_handled_error  # type: ignore[attr-defined]
+        return reporting
+    if isinstance(invoker, types.FunctionType) and invoker.__closure__:
+        code = invoker.__code__
+        if "failure_error_function" not in code.co_freevars:
+            return invoker
+        cells = list(invoker.__closure__)
+        index = code.co_freevars.index("failure_error_function")
+        formatter = cells[index].cell_contents
+        if formatter is None:
+            return invoker  # the exception escapes the invoker: the guard sees it anyway
+
+        def failure_error_function(ctx: Any, error: Exception) -> Any:
+            _report(error)
+            return formatter(ctx, error)
+
+        cells[index] = types.CellType(failure_error_function)
+        fn = types.FunctionType(
+            code, invoker.__globals__, invoker.__name__, invoker.__defaults__, tuple(cells)
+        )
+        fn.__kwdefaults__ = invoker.__kwdefaults__
+        fn.__dict__.update(invoker.__dict__)
+        fn.__qualname__ = invoker.__qualname__
+        return fn
+    return invoker
 
 
 def _schema_keys(schema: Mapping[str, Any]) -> frozenset[str] | None:

@@ -370,6 +370,78 @@ def test_tool_error_is_recorded_and_model_sees_the_sdk_text(tmp_path: Path) -> N
     session.close()
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("custom_formatter", [False, True])
+def test_a_users_function_tool_error_is_recorded_as_an_error_and_rerun_on_resume(
+    tmp_path: Path, mode: str, custom_formatter: bool
+) -> None:
+    runs: list[int] = []
+
+    def flaky(x: int) -> str:
+        """Fails the first time."""
+        runs.append(x)
+        if len(runs) == 1:
+            raise ValueError("transient failure")
+        return "worked"
+
+    kw: dict[str, Any] = {}
+    if custom_formatter:
+        kw["failure_error_function"] = lambda ctx, exc: f"tool said no: {exc}"
+    user_tool = function_tool(flaky, **kw)
+    trace = tmp_path / "t.jsonl"
+    with Session(trace) as session:
+        _, gated_model = run(wrap_tool_list(session, user_tool), [("flaky", {"x": 1})], mode)
+    # control: the same tool without calltape shows the model the same text
+    runs.clear()
+    _, plain_model = run([function_tool(flaky, **kw)], [("flaky", {"x": 1})], mode)
+    assert gated_model.tool_outputs == plain_model.tool_outputs
+    expected = "tool said no: transient failure" if custom_formatter else "An error occurred"
+    assert gated_model.tool_outputs[0].startswith(expected)
+    (rec,) = calls(trace)
+    assert rec["status"] == "error"
+    assert rec["error"] == {"type": "ValueError", "message": "transient failure"}
+    # the resumed run does not replay the failure as a success: the tool runs again
+    runs.clear()
+    runs.append(0)  # the next call succeeds
+    with Session(trace) as session:
+        _, resumed_model = run(wrap_tool_list(session, user_tool), [("flaky", {"x": 1})], mode)
+    assert runs == [0, 1]
+    assert resumed_model.tool_outputs == ["worked"]
+    assert [c["status"] for c in calls(trace)] == ["error", "ok"]
+
+
+def test_gating_a_users_tool_leaves_the_users_tool_as_it_was(tmp_path: Path) -> None:
+    def boom() -> str:
+        """Always fails."""
+        raise RuntimeError("boom")
+
+    user_tool = function_tool(boom)
+    before = user_tool.on_invoke_tool
+    with Session(tmp_path / "t.jsonl") as session:
+        wrap_tool(session, user_tool)
+        _, model = run([user_tool], [("boom", {})])  # the user's own, ungated tool
+    assert user_tool.on_invoke_tool is before
+    assert model.tool_outputs[0].startswith("An error occurred")
+    assert calls(tmp_path / "t.jsonl") == []
+
+
+def wrap_tool_list(session: Session, tool: FunctionTool) -> list[FunctionTool]:
+    return [wrap_tool(session, tool)]
+
+
+def test_a_non_session_is_refused_up_front() -> None:
+    @function_tool
+    def echo(text: str) -> str:
+        """Echo."""
+        return text
+
+    for bad in ("not a session", None):
+        with pytest.raises(TypeError, match="session must be a calltape.Session"):
+            create_openai_agents_toolkit(bad, [echo])  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="session must be a calltape.Session"):
+            wrap_tool(bad, echo)  # type: ignore[arg-type]
+
+
 def test_exception_escaping_a_third_party_invoker_keeps_sdk_behaviour(trace: Path) -> None:
     def fragile(n: int) -> int:
         """Fails without a failure_error_function."""
