@@ -40,6 +40,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import wrapt
+from pydantic import BaseModel, ValidationError
 
 from calltape_crewai._compat import BLOCK_CODE, HAS_TOOL_FAILURE, BaseTool, ToolFailure
 
@@ -193,6 +194,27 @@ def _call_args(tool: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict
     return merged
 
 
+def _recorded_args(tool: Any, call_args: dict[str, Any]) -> dict[str, Any]:
+    """What the trace records and fingerprints for ``call_args``.
+
+    crewai >= 1.15 validates in ``run``, so ``call_args`` is already the validated form. Older
+    versions run the tool with the model's arguments as given, while their ReAct path
+    validates them first (defaults filled in): fingerprint the validated form there too, so
+    the same call is the same call whichever path made it and whether or not the model spelled
+    out a default. The tool still receives what CrewAI gives it. Arguments that do not
+    validate are recorded as given.
+    """
+    if callable(getattr(tool, "_validate_kwargs", None)):
+        return call_args
+    schema = getattr(tool, "args_schema", None)
+    if isinstance(schema, type) and issubclass(schema, BaseModel) and schema.model_fields:
+        try:
+            return dict(schema.model_validate(call_args).model_dump())
+        except ValidationError:
+            return call_args
+    return call_args
+
+
 def _guard_func(session: Session, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a ``CrewStructuredTool.func`` so the ReAct path goes through the session."""
     if inspect.iscoroutinefunction(func):
@@ -258,7 +280,10 @@ class CalltapeTool(wrapt.ObjectProxy):  # type: ignore[type-arg,unused-ignore]
         tool = self.__wrapped__
         call_args = _call_args(tool, args, kwargs)
         result = self._self_session.run_tool(
-            tool.name, call_args, lambda: tool.run(**call_args), framework=FRAMEWORK
+            tool.name,
+            _recorded_args(tool, call_args),
+            lambda: tool.run(**call_args),
+            framework=FRAMEWORK,
         )
         return _surface(result)
 
@@ -275,7 +300,7 @@ class CalltapeTool(wrapt.ObjectProxy):  # type: ignore[type-arg,unused-ignore]
         call_args = _call_args(tool, args, kwargs)
         invoke: Callable[[], Awaitable[Any]] = lambda: tool.arun(**call_args)  # noqa: E731
         result = await self._self_session.arun_tool(
-            tool.name, call_args, invoke, framework=FRAMEWORK
+            tool.name, _recorded_args(tool, call_args), invoke, framework=FRAMEWORK
         )
         return _surface(result)
 

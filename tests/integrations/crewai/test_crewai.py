@@ -494,3 +494,50 @@ def test_tool_reported_failure_replays_as_the_same_failure(
         (failure,) = run.output.tasks_output[0].tool_failures
         assert failure.failure.code == "channel_not_found"
     assert [e.replayed for _, e in _calls(tmp_path, "post_message")] == [False, True]
+
+
+# ---------------------------------------------------------- one call, one fingerprint, any path
+
+FORECASTS: list[str] = []
+
+
+class Forecast(BaseTool):
+    """A tool with a defaulted argument: the model may or may not spell the default out."""
+
+    name: str = "forecast"
+    description: str = "Weather forecast for a city."
+
+    def _run(self, city: str, units: str = "C") -> str:
+        FORECASTS.append(f"{city}/{units}")
+        return f"12 {units} in {city}"
+
+
+@pytest.mark.parametrize(
+    ("record_path", "resume_path"),
+    [(True, False), (False, True)],
+    ids=["native-react", "react-native"],
+)
+@pytest.mark.parametrize("spelled_out", [False, True], ids=["default-left-out", "default-given"])
+def test_a_call_recorded_on_one_path_resumes_on_the_other(
+    tmp_path: Path, record_path: bool, resume_path: bool, spelled_out: bool
+) -> None:
+    FORECASTS.clear()
+    recorded = {"city": "Oslo", "units": "C"} if spelled_out else {"city": "Oslo"}
+    with _session(tmp_path) as session:
+        first = run_crew(
+            create_crewai_toolkit(session, [Forecast()]),
+            [("forecast", recorded)],
+            function_calling=record_path,
+        )
+    with _session(tmp_path) as session:
+        again = run_crew(
+            create_crewai_toolkit(session, [Forecast()]),
+            [("forecast", {"city": "Oslo"})],
+            function_calling=resume_path,
+        )
+        assert session.summary().replayed == 1
+    assert FORECASTS == ["Oslo/C"], "the resumed run executed the tool again"
+    assert again.final_answer == first.final_answer
+    (start, _), (again_start, _) = _calls(tmp_path, "forecast")
+    assert start.fp == again_start.fp
+    assert start.args == {"city": "Oslo", "units": "C"}
