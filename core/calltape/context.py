@@ -10,7 +10,7 @@ import hashlib
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-__all__ = ["CallContext", "current_call"]
+__all__ = ["CallContext", "current_call", "idempotency_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +31,13 @@ class CallContext:
         Derived from run id, fingerprint and occurrence; pass it to payment/email APIs so they
         deduplicate a call that a crash forced to run again. Never part of the fingerprint.
         """
-        raw = f"{self.run_id}:{self.fingerprint}:{self.occurrence}".encode()
-        return "ct-" + hashlib.sha256(raw).hexdigest()[:32]
+        return idempotency_key(self.run_id, self.fingerprint, self.occurrence)
+
+
+def idempotency_key(run_id: str, fingerprint: str, occurrence: int) -> str:
+    """The idempotency key of the ``occurrence``-th call with ``fingerprint`` in ``run_id``."""
+    raw = f"{run_id}:{fingerprint}:{occurrence}".encode()
+    return "ct-" + hashlib.sha256(raw).hexdigest()[:32]
 
 
 # Holds the CallContext fields as a tuple: building the dataclass only when a tool asks for it

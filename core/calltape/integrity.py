@@ -175,7 +175,7 @@ def repair(path: str | os.PathLike[str]) -> str:
             torn = item
     if torn is None:
         return f"{p}: nothing to repair (every record is intact)"
-    backup = f"{p}.bak-{time.strftime('%Y%m%dT%H%M%S')}"
+    backup = _new_backup(p)
     shutil.copy2(p, backup)
     size = os.path.getsize(p)
     with open(p, "r+b") as f:
@@ -184,6 +184,16 @@ def repair(path: str | os.PathLike[str]) -> str:
         f"{p}: removed the torn last record (line {torn.line}, {torn.nbytes} bytes); "
         f"backup of the original at {backup}"
     )
+
+
+def _new_backup(p: str) -> str:
+    """A backup name that no earlier backup has: ``<trace>.bak-<time>[-n]``."""
+    stamp = f"{p}.bak-{time.strftime('%Y%m%dT%H%M%S')}"
+    backup, n = stamp, 1
+    while os.path.exists(backup):
+        n += 1
+        backup = f"{stamp}-{n}"
+    return backup
 
 
 def resolve(

@@ -19,6 +19,7 @@ sensitive anyway.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -28,6 +29,7 @@ import orjson
 __all__ = ["DEFAULT_KEYS", "MASK", "PATTERNS", "Redactor", "make_redactor"]
 
 MASK = "[REDACTED]"
+BYTES_KEY = "$bytes"
 
 DEFAULT_KEYS: tuple[str, ...] = (
     "password",
@@ -97,6 +99,7 @@ class Redactor:
         probe = (
             f"(?i:{key_alt}|bearer|basic|token)|sk-|gh[pousr]_|github_pat_"
             r"|A[KS]IA|AGPA|AIDA|AROA|ANPA|eyJ|://[^/@\s\"]*:[^/@\s\"]*@|-----BEGIN|xox[abposr]-"
+            r"|\$bytes"  # bytes are recorded as base64: decoded and checked by _walk
         )
         self._probe = re.compile(probe.encode())
 
@@ -135,8 +138,10 @@ class Redactor:
                 value = value.replace(secret, MASK)
             return value
         if isinstance(value, dict):
+            if _is_bytes(value):
+                return _map_bytes(value, lambda text: self.scrub(text, secrets))
             return {k: self.scrub(v, secrets) for k, v in value.items()}
-        if isinstance(value, list):
+        if isinstance(value, list | tuple):
             return [self.scrub(v, secrets) for v in value]
         return value
 
@@ -150,7 +155,9 @@ class Redactor:
         return text
 
     def _walk(self, value: Any, path: str, found: list[str] | None = None) -> Any:
-        if isinstance(value, dict):
+        if isinstance(value, dict) and _is_bytes(value):
+            value = _map_bytes(value, lambda text: self._walk(text, path, found))
+        elif isinstance(value, dict):
             out = {}
             for k, v in value.items():
                 sub = f"{path}.{k}" if path else str(k)
@@ -159,7 +166,7 @@ class Redactor:
                 else:
                     out[k] = self._walk(v, sub, found)
             value = out
-        elif isinstance(value, list):
+        elif isinstance(value, list | tuple):
             value = [self._walk(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
         elif isinstance(value, str):
             for rx, repl in self._patterns:
@@ -181,10 +188,34 @@ def _mask_strings(value: Any, found: list[str] | None = None) -> Any:
             found.append(value)
         return MASK if value else value
     if isinstance(value, dict):
+        if _is_bytes(value):
+            return {BYTES_KEY: MASK}
         return {k: _mask_strings(v, found) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [_mask_strings(v, found) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return MASK
     return value
+
+
+def _is_bytes(value: dict[Any, Any]) -> bool:
+    """The recorded form of bytes (``{"$bytes": "<base64>"}``, see calltape.fingerprint)."""
+    return len(value) == 1 and isinstance(value.get(BYTES_KEY), str)
+
+
+def _map_bytes(value: dict[str, str], fn: Callable[[str], Any]) -> dict[str, str]:
+    """Apply ``fn`` to the text that recorded bytes hold (UTF-8), re-encoding the result.
+
+    Bytes that are not UTF-8 text are kept as they are: the patterns are textual.
+    """
+    try:
+        text = base64.b64decode(value[BYTES_KEY], validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return value
+    out = fn(text)
+    if out == text or not isinstance(out, str):
+        return value
+    return {BYTES_KEY: base64.b64encode(out.encode("utf-8")).decode("ascii")}
 
 
 def make_redactor(redact: bool | Iterable[str | Custom] | None) -> Redactor | None:

@@ -30,7 +30,7 @@ import orjson
 from calltape import control
 from calltape._version import __version__
 from calltape.approval import ApprovalRequest, Approver, ask_callback, ask_terminal
-from calltape.context import _CURRENT, CallContext
+from calltape.context import _CURRENT, CallContext, idempotency_key
 from calltape.contracts import check_contract
 from calltape.errors import ReplayMiss, RunStateError, ToolNotFound, TraceError
 from calltape.fingerprint import fingerprint_canonical, to_jsonable
@@ -400,8 +400,12 @@ class Session:
             if new in (RunState.PAUSED, RunState.KILLED, RunState.RUNNING):
                 rec: dict[str, Any] = {"type": "run_state", "ts": _now(), "state": new.value}
                 if reason:
-                    rec["reason"] = reason
+                    rec["reason"] = self._redact_text(reason)
                 self._append([rec])
+
+    def _redact_text(self, text: str) -> str:
+        """Free text bound for the trace (a reason, often an exception's message), redacted."""
+        return text if self._redactor is None else self._redactor.text(text)
 
     def kill(self, reason: str = "killed") -> None:
         """Stop the run from any thread: the next call is blocked with rule ``killed``.
@@ -411,7 +415,7 @@ class Session:
         """
         with self._lock:
             if self._kill_reason is None and not self._closed:
-                self._kill_reason = reason
+                self._kill_reason = self._redact_text(reason)
                 self._transition(RunState.KILLED, reason)
 
     def add_tokens(self, n: int) -> None:
@@ -996,6 +1000,7 @@ class Session:
             "tool": name,
             "fp": fp,
             "occ": occ,
+            "ikey": idempotency_key(self.run_id, fp, occ),
             "args": rec_args,
             "side_effect": side_effect,
             "call_id": call_id,
@@ -1202,7 +1207,7 @@ class Session:
             value, lossless = to_jsonable(out)
             t = type(value)
             large = False
-            if t is dict or t is list:
+            if t is dict or t is list or t is tuple:
                 encoded = _dumps(value)
                 if redactor is not None:
                     value = redactor(value, "output", encoded)
@@ -1486,7 +1491,7 @@ class Session:
                     "summary": self.summary().as_dict(),
                 }
                 if reason:
-                    rec["reason"] = reason
+                    rec["reason"] = self._redact_text(reason)
                 try:
                     # the last writer of a shared run closes the attempts of writers that died
                     orphans = self._writer.orphaned_attempts(self.attempt)

@@ -108,6 +108,11 @@ class CallStart(_Rec):
     tool: str
     fp: str = Field(description="Fingerprint: sha256 of the JCS canonical JSON of tool and args.")
     occ: int = Field(description="Occurrence: how many earlier calls in this attempt had this fp.")
+    ikey: str | None = Field(
+        None,
+        description="Idempotency key of the logical call (run id + fp + occ), as the running "
+        "tool sees it in calltape.current_call().idempotency_key; the same on every resume.",
+    )
     args: dict[str, Any] = Field(description="Arguments as recorded (after redaction).")
     side_effect: str = "unknown"
     call_id: str | None = Field(None, description="The framework's own tool-call id, if any.")

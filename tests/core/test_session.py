@@ -313,6 +313,19 @@ def test_current_call_inside_tool_and_idempotency_key_is_stable(trace: Path) -> 
     assert current_call() is None
     assert len(keys) == 2 and keys[0] == keys[1]
     assert keys[0].startswith("ct-")
+    # stored in the record, so an operator can match a trace entry to the API's dedup log
+    starts = [x for x in records(trace) if isinstance(x, CallStart)]
+    assert [x.ikey for x in starts] == keys
+
+
+def test_a_second_call_with_the_same_arguments_has_its_own_idempotency_key(trace: Path) -> None:
+    with Session(trace) as s:
+        s.register("pay", lambda amount: current_call().idempotency_key, side_effect="write")  # type: ignore[union-attr]
+        first, second = s.call("pay", amount=5), s.call("pay", amount=5)
+    assert first.output != second.output
+    assert first.fingerprint == second.fingerprint, "the key is not part of the fingerprint"
+    starts = [x for x in records(trace) if isinstance(x, CallStart)]
+    assert [x.ikey for x in starts] == [first.output, second.output]
 
 
 def test_threads_share_a_session_without_losing_records(trace: Path) -> None:

@@ -270,6 +270,13 @@ def test_repair_cuts_only_a_torn_tail_and_keeps_a_backup(
     assert again.code == 0 and "nothing to repair" in again.out
     assert trace.read_bytes() == b"".join(lines[:-1])
 
+    # a second repair (in the same second) keeps the first backup and makes its own
+    trace.write_bytes(b"".join(lines[:-1]) + b'{"type": "call_e')
+    assert cli("repair", str(trace)).code == 0
+    backups = sorted(tmp_path.glob("run.jsonl.bak-*"))
+    assert len(backups) == 2
+    assert {b.read_bytes() for b in backups} == {torn, b"".join(lines[:-1]) + b'{"type": "call_e'}
+
 
 def test_repair_refuses_damage_in_the_middle(tmp_path: Path, cli: Callable[..., Any]) -> None:
     trace = make_trace(tmp_path / "run.jsonl")

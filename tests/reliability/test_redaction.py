@@ -308,3 +308,100 @@ def test_different_secrets_are_different_calls(tmp_path: Path) -> None:
         c = s.call("fetch", token="v" + secrets.token_hex(8))
         assert not c.replayed
     assert len(seen) == 3
+
+
+# ------------------------------------------------------- tuples, bytes and free-text reasons
+
+
+@pytest.mark.parametrize("kind", ["openai_key", "url_password", "github_classic_token", "jwt"])
+def test_secrets_inside_tuples_never_reach_disk(
+    tmp_path: Path, kind: str, disk_hits: Callable[..., list[str]]
+) -> None:
+    text, needles = VALUE_SECRETS[kind]
+    trace = tmp_path / "run.jsonl"
+    runs: list[Any] = []
+
+    def pair(items: Any) -> Any:
+        runs.append(items)
+        return (text, {"nested": (1, text)})
+
+    with Session(trace) as s:
+        s.register("pair", pair, side_effect="read")
+        live = s.call("pair", items=(text, ("deeper", text)))
+        assert live.ok and live.output[0] == text, "the live result is the real value"
+    assert b"[REDACTED" in trace.read_bytes()
+    assert_absent(tmp_path, needles, disk_hits)
+    with Session(trace) as s:
+        s.register("pair", pair, side_effect="read")
+        assert s.call("pair", items=(text, ("deeper", text))).replayed
+    assert len(runs) == 1
+
+
+def recorded_bytes(trace: Path) -> list[bytes]:
+    """Every ``{"$bytes": ...}`` value in the trace, decoded."""
+    found: list[bytes] = []
+
+    def visit(value: Any) -> None:
+        if isinstance(value, dict):
+            if set(value) == {"$bytes"}:
+                found.append(base64.b64decode(value["$bytes"]))
+            for v in value.values():
+                visit(v)
+        elif isinstance(value, list):
+            for v in value:
+                visit(v)
+
+    for line in trace.read_bytes().splitlines():
+        visit(orjson.loads(line))
+    return found
+
+
+@pytest.mark.parametrize("kind", ["openai_key", "aws_access_key_id", "pem_rsa_private_key"])
+def test_secrets_inside_bytes_are_redacted_before_base64(tmp_path: Path, kind: str) -> None:
+    text, needles = VALUE_SECRETS[kind]
+    trace = tmp_path / "run.jsonl"
+    with Session(trace) as s:
+        s.register("blob", lambda data: data + b" (echo)", side_effect="read")
+        live = s.call("blob", data=text.encode())
+        assert live.ok and live.output == text.encode() + b" (echo)"
+    values = recorded_bytes(trace)
+    assert len(values) == 2, "args and output"
+    for value in values:
+        assert b"[REDACTED]" in value
+        for needle in needles:
+            assert needle.encode() not in value
+
+
+def test_binary_bytes_are_kept_as_they_are(tmp_path: Path) -> None:
+    raw = bytes(range(256))
+    with Session(tmp_path / "run.jsonl") as s:
+        s.register("blob", lambda data: data, side_effect="read")
+        assert s.call("blob", data=raw).output == raw
+    assert recorded_bytes(tmp_path / "run.jsonl") == [raw, raw]
+
+
+def test_an_exception_ending_the_run_is_redacted_in_run_end(
+    tmp_path: Path, disk_hits: Callable[..., list[str]]
+) -> None:
+    text, needles = VALUE_SECRETS["openai_key"]
+
+    def leak() -> None:
+        raise RuntimeError(f"upstream said: {text}")
+
+    with pytest.raises(RuntimeError), Session(tmp_path / "run.jsonl", raise_on_error=True) as s:
+        s.register("leak", leak, side_effect="read")
+        s.call("leak")
+    records = [orjson.loads(line) for line in (tmp_path / "run.jsonl").read_bytes().splitlines()]
+    (end,) = [r for r in records if r["type"] == "run_end"]
+    assert end["status"] == "failed" and "RuntimeError: upstream said:" in end["reason"]
+    assert_absent(tmp_path, needles, disk_hits)
+
+
+def test_a_kill_reason_is_redacted(tmp_path: Path, disk_hits: Callable[..., list[str]]) -> None:
+    text, needles = VALUE_SECRETS["github_classic_token"]
+    with Session(tmp_path / "run.jsonl") as s:
+        s.register("noop", lambda: None, side_effect="read")
+        s.kill(f"token leaked: {text}")
+        blocked = s.call("noop")
+    assert blocked.status == "blocked" and "[REDACTED]" in blocked.decision.reason
+    assert_absent(tmp_path, needles, disk_hits)
