@@ -368,7 +368,18 @@ class ConformanceSuite:
         session = self._session(tmp_path, ToolBox())
         with pytest.raises(TypeError) as info:
             self.driver.toolkit(session, [object()])
-        assert "object" in str(info.value)
+        message = str(info.value)
+        assert "object" in message, f"the error does not say what was given: {message}"
+        # ... and names what is accepted: the framework's tool class or one of its bases
+        native = type(self.driver.native_tool(ToolBox().functions()[0][0]))
+        accepted = {
+            klass.__name__
+            for klass in native.__mro__
+            if klass.__module__.split(".")[0] not in ("builtins", "abc", "typing", "pydantic")
+        }
+        assert any(name in message for name in accepted), (
+            f"the error names none of the accepted tool types {sorted(accepted)}: {message}"
+        )
         session.close()
 
     @staticmethod
