@@ -75,6 +75,7 @@ def load_run(path: str) -> RunView:
     """
     view = RunView(path=path)
     open_calls: dict[int, CallRow] = {}
+    done: dict[int, CallRow] = {}
     for item in iter_records(path):
         if isinstance(item, Torn):
             view.torn = item
@@ -111,6 +112,9 @@ def load_run(path: str) -> RunView:
                 raise TraceCorrupt(path, line, f"call_end for seq {rec.seq} has no call_start")
             ended.status = rec.status
             ended.output = rec.output
+            if rec.replayed and rec.replay_of is not None and rec.replay_of in done:
+                # a replay record holds no output of its own: it returned its original's
+                ended.output = done[rec.replay_of].output
             ended.error = rec.error.model_dump() if rec.error else None
             ended.decision = rec.decision.model_dump()
             ended.replayed = rec.replayed
@@ -118,6 +122,7 @@ def load_run(path: str) -> RunView:
             ended.duration_s = rec.duration_s
             if rec.contract_drift:
                 ended.note = _join(ended.note, f"contract drift: {rec.contract_drift['detail']}")
+            done[rec.seq] = ended
         elif kind == "run_end":
             view.end = {"status": rec.status, "attempt": rec.attempt, "reason": rec.reason}
     return view
@@ -335,13 +340,13 @@ def cmd_replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _logical(view: RunView) -> list[CallRow]:
-    outputs = {c.seq: c.output for c in view.calls}
-    calls = []
+    """One row per logical call (fingerprint, occurrence), in the order the run first made it,
+    with its last outcome: a crashed run that was resumed compares equal to a clean run of the
+    same calls (its replays, re-runs and retries are the same logical calls)."""
+    latest: dict[tuple[str, int], CallRow] = {}
     for c in view.calls:
-        if c.replayed and c.replay_of is not None:
-            c.output = outputs.get(c.replay_of)
-        calls.append(c)
-    return calls
+        latest[(c.fp, c.occ)] = c  # a dict keeps the first position, the value is the last
+    return list(latest.values())
 
 
 def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -130,6 +130,45 @@ def test_diff_finds_the_first_divergence(tmp_path: Path) -> None:
     assert "call #2" in diff.stdout and "args.path: 'y' vs 'q'" in diff.stdout
 
 
+def test_a_resumed_run_diffs_equal_to_a_clean_run_of_the_same_calls(tmp_path: Path) -> None:
+    def record(path: Path, paths: list[str], fail: str | None = None) -> None:
+        def read_file(path: str) -> str:
+            if path == fail:
+                raise OSError("disk hiccup")
+            return path.upper()
+
+        with Session(path) as s:
+            s.register("read_file", read_file, side_effect="read")
+            for p in paths:
+                s.call("read_file", path=p)
+
+    clean, resumed, other = tmp_path / "clean.jsonl", tmp_path / "r.jsonl", tmp_path / "o.jsonl"
+    record(clean, ["x", "y", "z"])
+    record(resumed, ["x", "y"], fail="y")  # the first attempt stops early, y failed
+    record(resumed, ["x", "y", "z"])  # the resume replays x, runs y again, then z
+    same = cli("diff", str(clean), str(resumed))
+    assert same.returncode == 0, same.stdout
+    assert "no divergence: 3 calls" in same.stdout
+    record(other, ["x", "y"], fail="y")
+    diff = cli("diff", str(clean), str(other))
+    assert diff.returncode == 1
+    assert "call #2" in diff.stdout and "status: ok vs error" in diff.stdout
+
+
+def test_show_json_gives_a_replayed_call_its_output(tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    for _ in range(2):
+        with Session(trace) as s:
+            s.register("read_file", lambda path: {"text": path.upper()}, side_effect="read")
+            s.call("read_file", path="x")
+    p = cli("show", "--json", str(trace))
+    rows = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [(r["replayed"], r["output"]) for r in rows] == [
+        (False, {"text": "X"}),
+        (True, {"text": "X"}),
+    ]
+
+
 def test_demo_runs_offline_end_to_end(tmp_path: Path) -> None:
     p = cli("demo", "--dir", str(tmp_path / "demo"))
     assert p.returncode == 0, p.stdout + p.stderr
