@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import sys
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
@@ -36,6 +37,21 @@ def _matrix(fw: str) -> dict[str, list[str]]:
     return {"floor": list(data["floor"]), "latest": list(data["latest"])}
 
 
+def _pytest(session: nox.Session, *args: str) -> None:
+    """Run pytest. Its exit 5 (no tests collected) fails the session with a message saying so:
+    a session that tests nothing must never count as a pass."""
+    try:
+        session.run("pytest", *args)
+    except nox.command.CommandFailed as exc:
+        code = getattr(exc, "return_code", None)
+        if code is None:
+            found = re.search(r"code (\d+)", str(getattr(exc, "reason", "") or exc))
+            code = int(found.group(1)) if found else None
+        if code == 5:
+            session.error(f"pytest collected no tests from {' '.join(args)}: nothing was tested")
+        raise
+
+
 @nox.session(python=PYTHON, tags=["lint"])
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check over the whole repository."""
@@ -55,21 +71,21 @@ def typecheck(session: nox.Session) -> None:
 def core(session: nox.Session) -> None:
     """Core tests, with no framework installed."""
     session.install("-e", "core", *TEST_DEPS)
-    session.run("pytest", "tests/core", *session.posargs)
+    _pytest(session, "tests/core", *session.posargs)
 
 
 @nox.session(python=PYTHON, tags=["reliability"])
 def reliability(session: nox.Session) -> None:
     """Concurrency, tamper evidence, redaction, store failure and fuzzing."""
     session.install("-e", "core", *TEST_DEPS)
-    session.run("pytest", "tests/reliability", "-m", "not crash", *session.posargs)
+    _pytest(session, "tests/reliability", "-m", "not crash", *session.posargs)
 
 
 @nox.session(python=PYTHON, tags=["crash"])
 def crash(session: nox.Session) -> None:
     """The kill -9 harness: hundreds of runs killed at random points, then resumed."""
     session.install("-e", "core", *TEST_DEPS)
-    session.run("pytest", "tests/reliability", "-m", "crash", "-s", *session.posargs)
+    _pytest(session, "tests/reliability", "-m", "crash", "-s", *session.posargs)
 
 
 @nox.session(python=PYTHON, tags=["demo"])
@@ -117,9 +133,7 @@ def _integration(fw: str):  # type: ignore[no-untyped-def]
         try:
             junit = RESULTS / f"{fw}-{variant}.xml"
             RESULTS.mkdir(exist_ok=True)
-            session.run(
-                "pytest", f"tests/integrations/{fw}", f"--junitxml={junit}", *session.posargs
-            )
+            _pytest(session, f"tests/integrations/{fw}", f"--junitxml={junit}", *session.posargs)
             passed = True
         except nox.command.CommandFailed:
             passed = False

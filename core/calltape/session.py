@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import contextvars
 import difflib
 import enum
 import hashlib
@@ -1622,12 +1624,17 @@ _PASS = Decision.allow("reentrant", "inner layer of a tool already being recorde
 
 
 def _run_coroutine_sync(coro: Any) -> Any:
+    """Run an async tool's coroutine to completion for a sync caller.
+
+    Without a running loop in this thread: ``asyncio.run``. Inside one (a sync callback running
+    on the loop's thread), the coroutine runs on a worker thread with its own loop, in a copy
+    of this context (``current_call()`` works), while the caller waits, as any sync call makes
+    it wait; ``await session.acall(...)`` is the non-blocking way.
+    """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coro)
-    coro.close()
-    raise RuntimeError(
-        "session.call() of an async tool from inside a running event loop: use "
-        "'await session.acall(...)'"
-    )
+    ctx = contextvars.copy_context()
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="calltape-sync") as pool:
+        return pool.submit(ctx.run, asyncio.run, coro).result()

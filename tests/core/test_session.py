@@ -297,6 +297,28 @@ def test_sync_call_of_async_tool(trace: Path) -> None:
         assert s.call("fetch", n=1).output == 2
 
 
+def test_sync_call_of_async_tool_from_inside_a_running_loop(trace: Path) -> None:
+    # e.g. a sync framework callback running on the event loop's thread
+    seen: list[str | None] = []
+
+    async def fetch(n: int) -> int:
+        ctx = current_call()
+        seen.append(ctx.tool if ctx else None)
+        await asyncio.sleep(0)
+        return n + 1
+
+    async def main() -> CallResult:
+        with Session(trace) as s:
+            s.register(fetch, side_effect="read")
+            return s.call("fetch", n=1)
+
+    result = asyncio.run(main())
+    assert (result.status, result.output) == ("ok", 2)
+    assert seen == ["fetch"], "current_call() must work in the worker loop"
+    ends = [x for x in records(trace) if isinstance(x, CallEnd)]
+    assert [(x.status, x.output) for x in ends] == [("ok", 2)]
+
+
 def test_current_call_inside_tool_and_idempotency_key_is_stable(trace: Path) -> None:
     keys: list[str] = []
 
