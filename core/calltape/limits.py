@@ -7,6 +7,8 @@ would go over a budget is blocked with a message naming the budget and its numbe
 from __future__ import annotations
 
 import collections
+import contextlib
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -65,6 +67,27 @@ class RateWindow:
     def __init__(self, limit: RateLimit) -> None:
         self.limit = limit
         self.times: collections.deque[float] = collections.deque()
+        self._lock = threading.Lock()
+
+    def claim(self) -> tuple[float, float | None]:
+        """For ``mode="wait"``: take a slot if one is free now.
+
+        Returns:
+            ``(0.0, stamp)`` with the slot taken (give ``stamp`` to :meth:`release` if the call
+            does not execute after all), or ``(seconds to wait, None)``.
+        """
+        with self._lock:
+            wait = self.wait_time()
+            if wait > 0:
+                return wait, None
+            stamp = time.monotonic()
+            self.times.append(stamp)
+            return 0.0, stamp
+
+    def release(self, stamp: float) -> None:
+        """Give back a slot taken by :meth:`claim` for a call that did not execute."""
+        with self._lock, contextlib.suppress(ValueError):
+            self.times.remove(stamp)
 
     def wait_time(self, now: float | None = None) -> float:
         """Seconds until a slot is free (0 when one is free now)."""

@@ -18,6 +18,7 @@ that are the point here, so none is used.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import random
 import threading
@@ -88,6 +89,39 @@ def call_with_timeout(invoke: Callable[[], Any], timeout: float, tool: str) -> A
     if "exc" in box:
         raise box["exc"]
     return box.get("out")
+
+
+def in_daemon_thread(fn: Callable[..., Any], /, **kwargs: Any) -> asyncio.Future[Any]:
+    """Run a sync ``fn(**kwargs)`` in a new daemon thread (in a copy of this context) and
+    return a future of this loop for its result.
+
+    For sync tools with a timeout in async code: ``asyncio.to_thread`` would run them in the
+    loop's default executor, whose threads ``asyncio.run`` joins at exit, so a tool that hangs
+    after its timeout would keep the program from ever exiting. A daemon thread does not.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    ctx = contextvars.copy_context()
+
+    def settle(exc: BaseException | None, out: Any) -> None:
+        if future.done():
+            return  # cancelled: the caller stopped waiting (a timeout)
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(out)
+
+    def target() -> None:
+        try:
+            out, exc = ctx.run(fn, **kwargs), None
+        except BaseException as error:
+            out, exc = None, error
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, exc, out)
+
+    name = getattr(fn, "__name__", "tool")
+    threading.Thread(target=target, name=f"calltape-{name}", daemon=True).start()
+    return future
 
 
 async def acall_with_timeout(awaitable: Awaitable[Any], timeout: float, tool: str) -> Any:

@@ -41,7 +41,7 @@ from calltape.markers import declared_args
 from calltape.policy import SIDE_EFFECTS, Decision, Policy, ToolCall
 from calltape.policy.presets import AllowAll, allow_all
 from calltape.redact import make_redactor
-from calltape.resilience import Retry, acall_with_timeout, call_with_timeout
+from calltape.resilience import Retry, acall_with_timeout, call_with_timeout, in_daemon_thread
 from calltape.result import CallResult, ErrorInfo, Status, make_result
 from calltape.trace import (
     FORMAT_VERSION,
@@ -553,7 +553,7 @@ class Session:
             if price:
                 start["cost_usd"] = price
         window = self._rates.get(name)
-        if window is not None:
+        if window is not None and window.limit.mode == "block":  # "wait" claimed its slot
             if window.wait_time() > 0:
                 lim = window.limit
                 return Decision.deny(
@@ -689,6 +689,7 @@ class Session:
             doc = inspect.getdoc(fn)
             description = doc.strip() if doc else None
         marked_paths, marked_urls = declared_args(fn)
+        _check_declared_names(tool_name, fn, paths, urls)
         spec = ToolSpec(
             tool_name,
             fn,
@@ -803,11 +804,22 @@ class Session:
         link: dict[str, Any] | None,
     ) -> CallResult:
         window = self._rates.get(name) if self._rates else None
+        claimed = None
         if window is not None and window.limit.mode == "wait":
-            time.sleep(window.wait_time())
-        begun = self._begin(name, args, call_id, framework, link)
+            while claimed is None:  # wait for a slot, then hold it (other threads wait on)
+                wait, claimed = window.claim()
+                if claimed is None:
+                    time.sleep(wait)
+        try:
+            begun = self._begin(name, args, call_id, framework, link)
+        except BaseException:
+            if claimed is not None:
+                window.release(claimed)  # type: ignore[union-attr]
+            raise
         spec = self._specs.get(name)
         if isinstance(begun, CallResult):
+            if claimed is not None:
+                window.release(claimed)  # type: ignore[union-attr]  # nothing executed
             return self._fallback(begun, spec, args, call_id, framework)
         tries = 1
         while True:
@@ -869,13 +881,16 @@ class Session:
         framework: str | None,
     ) -> CallResult:
         fb = self._fallback_target(result, spec)
-        if fb is None or fb.fn is None or fb.is_async:
+        if fb is None or fb.fn is None:
             return result
         fn = fb.fn
         kwargs = dict(args)
-        return self._run(
-            fb.name, kwargs, lambda: fn(**kwargs), call_id, framework, {"fallback_for": result.seq}
-        )
+
+        def invoke() -> Any:
+            out = fn(**kwargs)
+            return _run_coroutine_sync(out) if fb.is_async else out
+
+        return self._run(fb.name, kwargs, invoke, call_id, framework, {"fallback_for": result.seq})
 
     async def arun_tool(
         self,
@@ -908,11 +923,22 @@ class Session:
         link: dict[str, Any] | None,
     ) -> CallResult:
         window = self._rates.get(name) if self._rates else None
+        claimed = None
         if window is not None and window.limit.mode == "wait":
-            await asyncio.sleep(window.wait_time())
-        begun = self._begin(name, args, call_id, framework, link)
+            while claimed is None:  # wait for a slot, then hold it (other tasks wait on)
+                wait, claimed = window.claim()
+                if claimed is None:
+                    await asyncio.sleep(wait)
+        try:
+            begun = self._begin(name, args, call_id, framework, link)
+        except BaseException:
+            if claimed is not None:
+                window.release(claimed)  # type: ignore[union-attr]
+            raise
         spec = self._specs.get(name)
         if isinstance(begun, CallResult):
+            if claimed is not None:
+                window.release(claimed)  # type: ignore[union-attr]  # nothing executed
             return await self._afallback(begun, spec, args, call_id, framework)
         tries = 1
         while True:
@@ -964,7 +990,11 @@ class Session:
         kwargs = dict(args)
 
         def invoke() -> Any:
-            return fn(**kwargs) if fb.is_async else asyncio.to_thread(fn, **kwargs)
+            if fb.is_async:
+                return fn(**kwargs)
+            if fb.timeout is not None:
+                return in_daemon_thread(fn, **kwargs)
+            return asyncio.to_thread(fn, **kwargs)
 
         link = {"fallback_for": result.seq}
         return await self._arun(fb.name, kwargs, invoke, call_id, framework, link)
@@ -1433,6 +1463,11 @@ class Session:
             def invoke() -> Any:
                 return fn(**kwargs)
 
+        elif spec.timeout is not None:
+
+            def invoke() -> Any:
+                return in_daemon_thread(fn, **kwargs)  # a hung tool must not block exit
+
         else:
 
             def invoke() -> Any:
@@ -1547,6 +1582,32 @@ def _merge(a: Sequence[str], b: Sequence[str] | str) -> tuple[str, ...]:
     if isinstance(b, str):
         raise TypeError(f"paths/urls take a list of parameter names, not the string {b!r}")
     return tuple(dict.fromkeys([*a, *b]))
+
+
+def _check_declared_names(
+    tool: str, fn: Callable[..., Any], paths: Sequence[str], urls: Sequence[str]
+) -> None:
+    """Refuse ``paths=``/``urls=`` names that are not parameters of ``fn``: a stale name (a
+    renamed parameter, a typo) would leave the real argument unchecked by the sandbox presets.
+
+    Raises:
+        ValueError: a declared name is not a parameter of ``fn``.
+    """
+    if isinstance(paths, str) or isinstance(urls, str) or not (paths or urls):
+        return  # _merge reports a bare string
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return  # no signature to check against (some builtins)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return  # takes any keyword: every name is possible
+    unknown = [name for name in (*paths, *urls) if name not in params]
+    if unknown:
+        raise ValueError(
+            f"register({tool!r}): {', '.join(map(repr, unknown))} in paths=/urls= is not a "
+            f"parameter of {tool}({', '.join(params)}); a name that does not match would leave "
+            "the real argument unchecked"
+        )
 
 
 def _check_side_effect(side_effect: str) -> str:

@@ -123,6 +123,53 @@ def test_declared_through_register_paths(root: Path, tmp_path: Path) -> None:
         assert s.call("save", dest="/tmp/x", body="x").decision.rule == "fs_sandbox.outside"
 
 
+def test_a_declared_name_that_is_not_a_parameter_is_refused_at_registration(
+    tmp_path: Path,
+) -> None:
+    def read_file(target: str) -> str:
+        return target
+
+    with Session(tmp_path / "t.jsonl") as s:
+        with pytest.raises(ValueError, match=r"'path' in paths=/urls= is not a parameter of"):
+            s.register(read_file, side_effect="read", paths=["path"])
+        with pytest.raises(ValueError, match=r"'url' in paths=/urls= is not a parameter of"):
+            s.register(read_file, side_effect="network", urls=["url"])
+        s.register("any_kw", lambda **kw: kw, side_effect="read", paths=["path"])  # **kw: fine
+
+
+@pytest.mark.parametrize("se", ["write", "network"])
+def test_a_call_carrying_none_of_the_declared_arguments_is_denied(root: Path, se: str) -> None:
+    # e.g. a framework tool declared with session.declare(..., paths=["path"]) whose
+    # parameter was renamed since: nothing would be checked, so nothing may pass
+    call = make_call("save", {"target": "/etc/passwd"}, se, paths=("path",))
+    d = fs_sandbox(root, write=True).decide(call)
+    assert (d.action, d.rule) == ("deny", "fs_sandbox.undeclared")
+    assert "carries none of them" in d.reason
+    call = make_call("fetch", {"target": "http://169.254.169.254/"}, se, urls=("url",))
+    d = net_allowlist(["api.example.com"]).decide(call)
+    assert (d.action, d.rule) == ("deny", "net_allowlist.undeclared")
+
+
+def test_a_read_call_carrying_none_of_the_declared_arguments_is_screened(root: Path) -> None:
+    box, net = fs_sandbox(root), net_allowlist(["api.example.com"])
+    stale = make_call("read_file", {"target": "/etc/passwd"}, "read", paths=("path",))
+    assert box.decide(stale).rule == "fs_sandbox.undeclared"
+    stale_url = make_call("get", {"target": "http://10.0.0.1/"}, "read", urls=("url",))
+    assert net.decide(stale_url).rule == "net_allowlist.undeclared"
+    harmless = make_call("read_file", {"limit": 3}, "read", paths=("path",))
+    assert box.decide(harmless).allowed and net.decide(harmless).allowed
+
+
+@pytest.mark.parametrize(
+    "text", ["%252e%252e%252f%252e%252e%252f", "%25252fetc%25252fpasswd", "..%255c..%255cwin.ini"]
+)
+def test_undeclared_read_tool_with_multiply_encoded_separators_is_denied(
+    root: Path, text: str
+) -> None:
+    d = fs_sandbox(root).decide(make_call("search", {"q": text}, "read"))
+    assert (d.action, d.rule) == ("deny", "fs_sandbox.undeclared")
+
+
 def test_an_undeclared_framework_tool_is_denied(root: Path, tmp_path: Path) -> None:
     """A tool the session never heard of has side effect unknown: denied."""
     with Session(tmp_path / "t.jsonl", policy=fs_sandbox(root, write=True)) as s:

@@ -4,6 +4,7 @@ timeouts, fallbacks and output contracts."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import subprocess
 import sys
 import textwrap
@@ -215,6 +216,59 @@ def test_rate_limit_blocks_or_waits(tmp_path: Path) -> None:
         assert all(s.call("t", i=i).ok for i in range(5))
 
 
+def spaced(times: list[float], per: float) -> bool:
+    """No two executions within ``per`` seconds of each other (a little clock slack allowed)."""
+    times = sorted(times)
+    return all(b - a >= per * 0.9 for a, b in itertools.pairwise(times))
+
+
+def test_rate_limit_wait_mode_makes_concurrent_calls_wait_their_turn(tmp_path: Path) -> None:
+    ran: list[float] = []
+
+    def t(i: int) -> int:
+        ran.append(time.monotonic())
+        return i
+
+    limit = RateLimit(1, per=0.15, mode="wait")
+
+    async def main() -> list[str]:
+        with Session(tmp_path / "a.jsonl", rate_limits={"t": limit}) as s:
+            s.register(t, side_effect="read")
+            results = await asyncio.gather(*(s.acall("t", i=i) for i in range(3)))
+        return [r.status for r in results]
+
+    assert asyncio.run(main()) == ["ok", "ok", "ok"], "wait mode must wait, never block"
+    assert len(ran) == 3 and spaced(ran, 0.15)
+
+    ran.clear()
+    statuses: list[str] = []
+    with Session(tmp_path / "t.jsonl", rate_limits={"t": limit}) as s:
+        s.register(t, side_effect="read")
+        workers = [
+            threading.Thread(target=lambda i=i: statuses.append(s.call("t", i=i).status))
+            for i in range(3)
+        ]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    assert statuses == ["ok", "ok", "ok"] and len(ran) == 3 and spaced(ran, 0.15)
+
+
+def test_rate_limit_wait_gives_back_the_slot_of_a_call_that_did_not_run(tmp_path: Path) -> None:
+    class DenyFirst:
+        def decide(self, call: ToolCall) -> Decision:
+            if call.args["i"] == 0:
+                return Decision.deny("no.zero", "not zero")
+            return Decision.allow("ok", "fine")
+
+    limit = RateLimit(1, per=60, mode="wait")
+    with Session(tmp_path / "t.jsonl", policy=DenyFirst(), rate_limits={"t": limit}) as s:
+        s.register("t", lambda i: i, side_effect="read")
+        assert s.call("t", i=0).status == "blocked"
+        assert s.call("t", i=1).ok, "the blocked call kept the only slot of the minute"
+
+
 # ------------------------------------------------------------------ kill switch and run state
 
 
@@ -292,6 +346,35 @@ def test_async_tool_timeout(tmp_path: Path) -> None:
     assert asyncio.run(main()).error.type == "ToolTimeout"
 
 
+def test_a_hung_sync_tool_timed_out_in_async_code_does_not_keep_the_program_alive(
+    tmp_path: Path,
+) -> None:
+    script = textwrap.dedent(
+        f"""
+        import asyncio, threading
+        from calltape import Session
+
+        def hang():
+            threading.Event().wait()  # forever
+
+        async def main():
+            with Session({str(tmp_path / "t.jsonl")!r}) as s:
+                s.register(hang, side_effect="read", timeout=0.2, fallback="hang_too")
+                s.register("hang_too", lambda: threading.Event().wait(), timeout=0.2)
+                r = await s.acall("hang")
+                print(r.status, r.error.type)
+
+        asyncio.run(main())
+        print("exited")
+        """
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == ["error ToolTimeout", "exited"]
+
+
 def test_retries_are_separate_linked_records_and_shown(tmp_path: Path) -> None:
     trace = tmp_path / "t.jsonl"
     attempts: list[int] = []
@@ -354,6 +437,25 @@ def test_fallback_chain_on_error_and_on_block(tmp_path: Path) -> None:
     fb = [x for x in starts if x.fallback_for is not None]
     assert [x.fallback_for for x in fb] == [primary_seq, primary_seq + 2]
     assert f"fallback for #{primary_seq}" in cli("show", str(trace)).stdout
+
+
+def test_sync_call_falls_back_to_an_async_tool(tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+
+    async def backup(q: str) -> str:
+        await asyncio.sleep(0)
+        return f"backup:{q}"
+
+    def primary(q: str) -> str:
+        raise RuntimeError("primary down")
+
+    with Session(trace) as s:
+        s.register(backup, side_effect="read")
+        s.register(primary, side_effect="read", fallback="backup")
+        r = s.call("primary", q="x")
+    assert (r.status, r.output) == ("ok", "backup:x")
+    starts = [x for x in records(trace) if isinstance(x, CallStart)]
+    assert [(x.tool, x.fallback_for) for x in starts] == [("primary", None), ("backup", 1)]
 
 
 class Weather(pydantic.BaseModel):

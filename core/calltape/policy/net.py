@@ -471,6 +471,24 @@ class NetAllowlist:
                 )
             return self._allow
         args = call.args
+        stale = carries_no_declared(spec, args)
+        if stale is not None:
+            if se != "read":
+                return _deny(
+                    "net_allowlist.undeclared",
+                    f"tool {call.tool!r} declares {', '.join(stale)} but this call carries none "
+                    f"of them ({', '.join(args)}), so nothing could be checked (fail closed); "
+                    "fix the declaration",
+                )
+            found = _find_strings(args, _url_like)
+            if found is not None:
+                where, text = found
+                return _deny(
+                    "net_allowlist.undeclared",
+                    f"read tool {call.tool!r} declares {', '.join(stale)}, which this call does "
+                    f"not carry, and {where} looks like a URL ({text!r}); fix the declaration",
+                )
+            return self._allow
         for name in spec.urls:
             value = args.get(name, _MISSING)
             if value is _MISSING or value is None:
@@ -531,6 +549,18 @@ class NetAllowlist:
 
 def _deny(rule: str, reason: str) -> Decision:
     return Decision("deny", rule, reason)
+
+
+def carries_no_declared(spec: Any, args: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The declared path/URL names, when the call carries none of them but other arguments.
+
+    A declaration that names none of the call's arguments (a renamed parameter, a typo) checks
+    nothing: the presets then treat the call as undeclared (fail closed), never as checked.
+    """
+    declared = (*spec.paths, *spec.urls)
+    if not declared or any(name in args for name in declared):
+        return None
+    return declared if any(key not in declared for key in args) else None
 
 
 def _find_strings(

@@ -31,13 +31,14 @@ from urllib.parse import unquote, urlsplit
 
 from calltape.errors import PolicyError
 from calltape.policy import Decision, ToolCall
-from calltape.policy.net import _find_strings
+from calltape.policy.net import _find_strings, carries_no_declared
 
 __all__ = ["FsSandbox", "PathProblem", "fs_sandbox", "looks_like_path", "path_readings"]
 
 _WINDOWS = os.name == "nt"
 _DRIVE = re.compile(r"[A-Za-z]:")
-_PATHLIKE = re.compile(r"[/\\\x00]|\A\s*[~.]|%(?:2[fe]|5c|00)|\A\s*file:", re.IGNORECASE)
+# %2f, %5c, %2e, %00, and the same encoded again (%252f, %25252f, ...)
+_PATHLIKE = re.compile(r"[/\\\x00]|\A\s*[~.]|%(?:25)*(?:2[fe]|5c|00)|\A\s*file:", re.IGNORECASE)
 _MISSING = object()
 
 
@@ -266,6 +267,26 @@ class FsSandbox:
                 f"tool {call.tool!r} writes, and this sandbox is read-only (write=False)",
             )
         args = call.args
+        stale = carries_no_declared(spec, args)
+        if stale is not None:
+            if se != "read":
+                return Decision(
+                    "deny",
+                    "fs_sandbox.undeclared",
+                    f"tool {call.tool!r} declares {', '.join(stale)} but this call carries none "
+                    f"of them ({', '.join(args)}), so nothing could be checked (fail closed); "
+                    "fix the declaration",
+                )
+            found = _find_strings(args, looks_like_path)
+            if found is not None:
+                where, text = found
+                return Decision(
+                    "deny",
+                    "fs_sandbox.undeclared",
+                    f"read tool {call.tool!r} declares {', '.join(stale)}, which this call does "
+                    f"not carry, and {where} looks like a path ({text!r}); fix the declaration",
+                )
+            return self._allow
         for name in spec.paths:
             bad = self._check_arg(args, name, files_only=False)
             if bad is not None:
