@@ -1308,6 +1308,11 @@ def profile_components(tmp: Path, p: dict[str, Any]) -> dict[str, Any]:
     if red is not None:
         parts["redact args (default redactor)"] = lambda i: red({"a": i, "b": 2}, "args")
         parts["redact output (default redactor)"] = lambda i: red(i + 2, "output")
+        # what a real tool returns: text (no secret in it), and a search-result dict
+        text = ("Refunds are processed within five business days of the request. " * 32)[:2048]
+        hits = {"results": [{"title": f"doc {n}", "snippet": text[:200]} for n in range(10)]}
+        parts["redact a 2 KB text output (not in a whole call)"] = lambda i: red(text, "output")
+        parts["redact a 10-hit search result (not in a whole call)"] = lambda i: red(hits, "output")
     try:
         from calltape.fingerprint import to_jsonable
 

@@ -72,7 +72,66 @@ PATTERNS: tuple[tuple[str, str, str], ...] = (
     ("slack_token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}", MASK),
 )
 
+#: For each of PATTERNS (same kind): literals, lowercased, that a match must contain: any one of
+#: the groups, every literal of that group. Checked with ``in`` on the lowercased text before the
+#: pattern's regex runs, so text without them costs a few substring searches, not a regex scan
+#: (Python's regex engine tries an alternation at every position: hundreds of microseconds
+#: for a few KB of text).
+ANCHORS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "pem_private_key": (("-----begin",),),
+    "jwt": (("eyj",),),
+    "bearer": (("bearer",), ("token",), ("basic",)),
+    "openai_anthropic_key": (("sk-",),),
+    "github_token": (("ghp_",), ("gho_",), ("ghu_",), ("ghs_",), ("ghr_",), ("github_pat_",)),
+    "aws_access_key_id": (("akia",), ("asia",), ("agpa",), ("aida",), ("aroa",), ("anpa",)),
+    "aws_secret_access_key": (("secret",),),
+    "url_password": (("://", "@"),),
+    "slack_token": (("xox",),),
+}
+
 Custom = Callable[[str, Any], Any]
+
+
+def _minimal(words: Iterable[str]) -> tuple[str, ...]:
+    """``words`` without those that contain another one (finding the shorter one suffices)."""
+    unique = sorted(set(words), key=len)
+    kept: list[str] = []
+    for w in unique:
+        if not any(k in w for k in kept):
+            kept.append(w)
+    return tuple(kept)
+
+
+_SHORT = 128  # below this many bytes one regex pass is cheaper than the substring searches
+
+
+class _Anchors:
+    """Do any of some literals (or all of a pair) occur in a lowercased text?"""
+
+    __slots__ = ("pairs", "regex", "singles")
+
+    def __init__(self, groups: Iterable[tuple[str, ...]], as_bytes: bool) -> None:
+        def enc(lit: str) -> Any:
+            return lit.encode() if as_bytes else lit
+
+        groups = list(groups)
+        self.singles = tuple(enc(g[0]) for g in groups if len(g) == 1)
+        self.pairs = tuple((enc(g[0]), enc(g[1])) for g in groups if len(g) == 2)
+        alternation = "|".join(re.escape(lit) for g in groups if len(g) == 1 for lit in g)
+        self.regex = re.compile(enc(alternation)) if alternation else None
+
+    def __call__(self, low: Any) -> bool:
+        if len(low) < _SHORT:
+            if self.regex is not None and self.regex.search(low) is not None:
+                return True
+        else:
+            for lit in self.singles:
+                if lit in low:
+                    return True
+        for a, b in self.pairs:
+            if a in low and b in low:
+                return True
+        return False
 
 
 def _no_strings(d: dict[Any, Any]) -> bool:
@@ -92,16 +151,18 @@ class Redactor:
         self.custom = tuple(custom)
         key_alt = "|".join(re.escape(k) for k in self.keys)
         self._key_re = re.compile(f"(?i)(?:{key_alt})") if self.keys else None
-        self._patterns = [(re.compile(p), r) for _, p, r in PATTERNS]
-        # One pass over the encoded bytes tells whether anything may need redacting at all. It
-        # must match whenever _walk would mask something: every key word (case-insensitive) and
-        # the fixed prefix of every value pattern in PATTERNS.
-        probe = (
-            f"(?i:{key_alt}|bearer|basic|token)|sk-|gh[pousr]_|github_pat_"
-            r"|A[KS]IA|AGPA|AIDA|AROA|ANPA|eyJ|://[^/@\s\"]*:[^/@\s\"]*@|-----BEGIN|xox[abposr]-"
-            r"|\$bytes"  # bytes are recorded as base64: decoded and checked by _walk
+        self._patterns = [
+            (re.compile(p), r, _Anchors(ANCHORS[kind], as_bytes=False)) for kind, p, r in PATTERNS
+        ]
+        # The probe tells, from the encoded bytes, whether anything may need redacting at all.
+        # It must hold whenever _walk would mask something: a key word (keys are matched
+        # case-insensitively), the anchors of a value pattern, or bytes (recorded as base64,
+        # decoded and checked by _walk). Plain substring searches on the lowercased bytes.
+        groups = [g for anchors in ANCHORS.values() for g in anchors]
+        words = _minimal([*self.keys, *(g[0] for g in groups if len(g) == 1), "$bytes"])
+        self._probe = _Anchors(
+            [*((w,) for w in words), *(g for g in groups if len(g) > 1)], as_bytes=True
         )
-        self._probe = re.compile(probe.encode())
 
     def __call__(
         self,
@@ -122,10 +183,12 @@ class Redactor:
                 return value
             if t is dict and _no_strings(value):
                 return value  # numbers stay, whatever their key (max_tokens): nothing to mask
+            if t is str:
+                return self._mask_patterns(value)  # no keys in a string: only the patterns
             try:
                 if encoded is None:
                     encoded = orjson.dumps(value)
-                if not self._probe.search(encoded):
+                if not self._probe(encoded.lower()):
                     return value
             except TypeError:
                 pass
@@ -147,11 +210,17 @@ class Redactor:
 
     def text(self, text: str) -> str:
         """Mask secret-looking substrings of a string (used for error messages)."""
-        for rx, repl in self._patterns:
-            text = rx.sub(repl, text)
+        text = self._mask_patterns(text)
         for fn in self.custom:
             out = fn("error", text)
             text = out if isinstance(out, str) else text
+        return text
+
+    def _mask_patterns(self, text: str) -> str:
+        low = text.lower()
+        for rx, repl, anchors in self._patterns:
+            if anchors(low):
+                text = rx.sub(repl, text)
         return text
 
     def _walk(self, value: Any, path: str, found: list[str] | None = None) -> Any:
@@ -169,8 +238,7 @@ class Redactor:
         elif isinstance(value, list | tuple):
             value = [self._walk(v, f"{path}[{i}]", found) for i, v in enumerate(value)]
         elif isinstance(value, str):
-            for rx, repl in self._patterns:
-                value = rx.sub(repl, value)
+            value = self._mask_patterns(value)
         for fn in self.custom:
             value = fn(path, value)
         return value

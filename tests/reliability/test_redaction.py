@@ -405,3 +405,67 @@ def test_a_kill_reason_is_redacted(tmp_path: Path, disk_hits: Callable[..., list
         blocked = s.call("noop")
     assert blocked.status == "blocked" and "[REDACTED]" in blocked.decision.reason
     assert_absent(tmp_path, needles, disk_hits)
+
+
+# ------------------------------------------------- the fast paths never skip a secret
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from calltape.redact import Redactor  # noqa: E402
+
+#: pieces that make the patterns (and the anchors) match, mixed with noise by hypothesis
+_PIECES = [
+    *(text for text, _ in VALUE_SECRETS.values()),
+    "Bearer abcdefgh12345678",
+    "TOKEN   zzzzzzzzzz",
+    "basic QWxhZGRpbjpvcGVu",
+    "https://user:pw@host",
+    "://",
+    "@",
+    "sk-",
+    "AKIA",
+    "eyJ",
+    "-----BEGIN",
+    "xoxb-1234567890",
+    "password",
+    "Api-Key",
+    "asia",
+]
+_texts = st.lists(st.one_of(st.sampled_from(_PIECES), st.text(max_size=40)), max_size=12).map(
+    " ".join
+)
+_keys = st.one_of(st.sampled_from(["q", "Password", "x-API-key", "note", "session_id"]), st.text())
+_values = st.recursive(
+    st.one_of(_texts, st.integers(), st.none(), st.binary(max_size=64)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.tuples(inner, inner),
+        st.dictionaries(_keys, inner, max_size=4),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=_values)
+def test_the_probe_never_skips_what_the_walk_would_mask(value: Any) -> None:
+    from calltape.fingerprint import to_jsonable
+
+    r = Redactor()
+    recorded, _ = to_jsonable(value)  # what the session hands the redactor (bytes as base64)
+    # compared as the JSON that reaches disk (the walk rebuilds a tuple as a list)
+    assert orjson.dumps(r(recorded, "args")) == orjson.dumps(r._walk(recorded, "args"))
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=_texts)
+def test_anchor_gating_masks_exactly_what_the_patterns_mask(text: str) -> None:
+    import re
+
+    from calltape.redact import PATTERNS
+
+    expected = text
+    for _, pattern, repl in PATTERNS:
+        expected = re.sub(pattern, repl, expected)
+    assert Redactor().text(text) == expected
