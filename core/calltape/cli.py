@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from calltape import control
 from calltape._version import __version__
 from calltape.errors import CalltapeError, TraceError
 from calltape.trace import Torn, iter_records
@@ -65,6 +66,9 @@ class RunView:
     calls: list[CallRow] = field(default_factory=list)
     torn: Torn | None = None
     end: dict[str, Any] | None = None
+    #: decisions by seq (``calltape resolve`` / ``approve`` / ``deny``), recorded in the trace
+    resolutions: dict[int, str] = field(default_factory=dict)
+    approvals: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 def load_run(path: str) -> RunView:
@@ -125,6 +129,10 @@ def load_run(path: str) -> RunView:
             done[rec.seq] = ended
         elif kind == "run_end":
             view.end = {"status": rec.status, "attempt": rec.attempt, "reason": rec.reason}
+        elif kind == "resolution":
+            view.resolutions[rec.seq] = rec.outcome
+        elif kind == "approval":
+            view.approvals[rec.seq] = {"approved": rec.approved, "by": rec.by}
     return view
 
 
@@ -311,6 +319,16 @@ def cmd_list(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     view = load_run(args.trace)
+    # decisions still in the control inbox reach the trace when a session next opens it
+    for msg in control.peek(args.trace):
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            if msg["type"] == "resolution":
+                view.resolutions[int(msg["seq"])] = str(msg["outcome"])
+            elif msg["type"] == "approval":
+                view.approvals[int(msg["seq"])] = {
+                    "approved": bool(msg["approved"]),
+                    "by": msg.get("by"),
+                }
     # one row per logical call (fingerprint, occurrence), in the order the run first made it
     first: dict[tuple[str, int], CallRow] = {}
     ok: dict[tuple[str, int], CallRow] = {}
@@ -320,23 +338,53 @@ def cmd_replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if c.status == "ok" and not c.replayed and key not in ok:
             ok[key] = c
     rows = []
-    n_replay = n_run = 0
-    why = {"error": "it failed", "blocked": "it was blocked", "unfinished": "no outcome recorded"}
+    counts = {"replay": 0, "run": 0, "held": 0}
+    why = {"error": "it failed", "blocked": "it was blocked"}
     for key, c in first.items():
         hit = ok.get(key)
         if hit is not None:
-            action = f"replay seq {hit.seq} (recorded ok)"
-            n_replay += 1
+            kind, action = "replay", f"replay seq {hit.seq} (recorded ok)"
         else:
-            last = [x for x in view.calls if (x.fp, x.occ) == key][-1]
-            action = f"decide and run again ({why.get(last.status, last.status)})"
-            n_run += 1
+            history = [x for x in view.calls if (x.fp, x.occ) == key]
+            kind, action = _resume_action(view, history, why)
+        counts[kind] += 1
         rows.append([str(c.seq), c.tool, action, _preview(c.args)])
     out.write(f"a resume of {view.path} would:\n\n")
     _table(rows, ["seq", "tool", "on resume", "args"], out)
-    out.write(f"\n{n_replay} calls answered from the trace, {n_run} decided and run again\n")
+    out.write(
+        f"\n{counts['replay']} calls answered from the trace, {counts['run']} decided and run "
+        f"again, {counts['held']} held (waiting for a human, or blocked until one decides)\n"
+    )
     _warn_torn(view, err)
     return EXIT_OK
+
+
+def _resume_action(view: RunView, history: list[CallRow], why: dict[str, str]) -> tuple[str, str]:
+    """What a resume does with a logical call that has no success, from its records so far."""
+    trace, last = view.path, history[-1]
+    # a decision about any record of this logical call applies to it
+    outcome = next((view.resolutions[x.seq] for x in history if x.seq in view.resolutions), None)
+    decided = next(
+        (view.approvals[x.seq] for x in reversed(history) if x.seq in view.approvals), None
+    )
+    if last.status == "unfinished":  # the process died inside the call
+        if outcome == "done":
+            return "replay", "answer from the trace without running (resolved: done)"
+        if outcome == "redo":
+            return "run", "run again (resolved: redo)"
+        if last.side_effect == "read":
+            return "run", "run again (outcome unknown; a read is safe to repeat)"
+        return "held", (
+            "outcome unknown: run again if the tool is idempotent, else its reconcile hook "
+            f"decides, else blocked until 'calltape resolve {trace} {last.seq} --done|--redo'"
+        )
+    if last.status == "pending_approval":
+        if decided is None:
+            return "held", f"wait for approval ('calltape approve {trace} {last.seq}')"
+        if decided["approved"]:
+            return "run", f"run (approved by {decided['by']})"
+        return "held", f"block (denied by {decided['by']})"
+    return "run", f"decide and run again ({why.get(last.status, last.status)})"
 
 
 def _logical(view: RunView) -> list[CallRow]:

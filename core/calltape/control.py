@@ -22,7 +22,7 @@ import orjson
 
 from calltape.errors import TraceError
 
-__all__ = ["drain", "inbox_path", "post"]
+__all__ = ["drain", "inbox_path", "peek", "post"]
 
 
 def inbox_path(trace: str | os.PathLike[str]) -> Path:
@@ -84,6 +84,23 @@ def drain(trace: str | os.PathLike[str]) -> list[dict[str, Any]]:
         os.ftruncate(fd, 0)
     finally:
         os.close(fd)
+    return out
+
+
+def peek(trace: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The pending control messages, left in the inbox (for tools that only look)."""
+    try:
+        with open(inbox_path(trace), "rb") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+            data = f.read()
+    except OSError:
+        return []
+    out: list[dict[str, Any]] = []
+    for line in data.splitlines():
+        with contextlib.suppress(orjson.JSONDecodeError):
+            msg = orjson.loads(line)
+            if isinstance(msg, dict) and isinstance(msg.get("type"), str):
+                out.append(msg)
     return out
 
 

@@ -206,6 +206,9 @@ _TRANSITIONS: dict[RunState, frozenset[RunState]] = {
     RunState.FAILED: frozenset(),
 }
 _POLL_S = 0.01
+#: In the recorded reason of a call waiting for approval: the call's own seq (the record's
+#: ``seq``; the writer numbers the record as it appends it). The returned decision has the number.
+_SEQ = "<seq>"
 
 
 class Session:
@@ -385,6 +388,18 @@ class Session:
         self._replay_ok = self._index.ok if self.replay is not ReplayMode.OFF else {}
         self._unknown = self._unknown_calls()
         self.state = RunState.RUNNING
+        if self._index.ended == "paused" and self._writer is not None:
+            # the trace shows the way out of PAUSED, as it shows the way in
+            self._append(
+                [
+                    {
+                        "type": "run_state",
+                        "ts": _now(),
+                        "state": RunState.RUNNING.value,
+                        "reason": f"attempt {self.attempt} resumes the run paused for approval",
+                    }
+                ]
+            )
         self._load_approvals()
         self._apply_inbox()
 
@@ -508,8 +523,8 @@ class Session:
                     "ask",
                     rule,
                     f"{decision.reason}; waiting for human approval: run 'calltape approve "
-                    f"{self.trace_path} SEQ' or 'calltape deny {self.trace_path} SEQ', then "
-                    "rerun the agent",
+                    f"{self.trace_path} {_SEQ}' or 'calltape deny {self.trace_path} {_SEQ} "
+                    '--reason "..."\', then rerun the agent',
                 ),
                 True,
             )
@@ -1177,7 +1192,7 @@ class Session:
         s.blocked += 1
         self._blocked_rules[decision.rule] += 1
         if pending:
-            decision = Decision("ask", decision.rule, decision.reason.replace(" SEQ", f" {seq}"))
+            decision = Decision("ask", decision.rule, decision.reason.replace(_SEQ, str(seq)))
             self._index.pending[seq] = (start["fp"], start["occ"], start["ts"])
             if self.state is RunState.RUNNING:
                 self._transition(RunState.PAUSED, f"seq {seq} is waiting for approval")

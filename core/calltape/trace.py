@@ -81,6 +81,9 @@ class RunStart(_Rec):
     created_at: str = Field(description="ISO 8601 UTC creation time.")
     attempt: int = 1
     pid: int | None = None
+    keyed: bool = Field(
+        False, description="The chain is an HMAC (Session(trace_key=...)): verify needs the key."
+    )
 
 
 class AttemptStart(_Rec):
@@ -163,7 +166,10 @@ class RunEnd(_Rec):
     type: Literal["run_end"]
     attempt: int
     status: Literal["completed", "failed", "killed", "paused"]
-    reason: str | None = None
+    reason: str | None = Field(None, description="Why, for a failed run (redacted).")
+    summary: dict[str, Any] | None = Field(
+        None, description="session.summary() of this attempt: calls, ok, errors, blocked..."
+    )
     records: int | None = Field(None, description="Records in the file before this one.")
     head: str | None = Field(None, description="h of the record before this one.")
     closes: list[int] = Field(

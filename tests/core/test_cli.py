@@ -112,6 +112,49 @@ def test_replay_says_what_a_resume_would_do(trace: Path) -> None:
     assert "run again (it was blocked)" in p.stdout
 
 
+def test_replay_tells_unknown_outcomes_and_approvals_as_a_resume_treats_them(
+    tmp_path: Path,
+) -> None:
+    trace = tmp_path / "t.jsonl"
+    script = f"""
+import os, signal, sys
+from calltape import Session
+from calltape.policy import Decision
+
+class AskPay:
+    def decide(self, call):
+        if call.tool == "pay":
+            return Decision.ask("pay.ask", "payments need a human")
+        return Decision.allow("ok", "fine")
+
+s = Session({str(trace)!r}, policy=AskPay(), approver="durable")
+s.register("pay", lambda amount: "paid", side_effect="write")
+s.register("lookup", lambda q: os.kill(os.getpid(), signal.SIGKILL), side_effect="read")
+s.register("send", lambda to: os.kill(os.getpid(), signal.SIGKILL), side_effect="write")
+s.call("pay", amount=5)
+s.call(sys.argv[1], **{{"q": "x"}} if sys.argv[1] == "lookup" else {{"to": "bob"}})
+"""
+    for tool in ("lookup", "send"):  # each run dies inside its second call
+        p = subprocess.run([sys.executable, "-c", script, tool], capture_output=True, check=False)
+        assert p.returncode == -9, p.stderr
+    p = cli("replay", str(trace))
+    assert p.returncode == 0, p.stderr
+    lines = {line.split()[1]: line for line in p.stdout.splitlines()[2:] if line[:1].isdigit()}
+    assert "wait for approval ('calltape approve" in lines["pay"]
+    assert "run again (outcome unknown; a read is safe to repeat)" in lines["lookup"]
+    assert "blocked until 'calltape resolve" in lines["send"]
+    assert "held (waiting for a human" in p.stdout
+
+    send_seq = lines["send"].split()[0]
+    pay_seq = lines["pay"].split()[0]
+    assert cli("resolve", str(trace), send_seq, "--done").returncode == 0
+    assert cli("approve", str(trace), pay_seq).returncode == 0
+    p = cli("replay", str(trace))
+    lines = {line.split()[1]: line for line in p.stdout.splitlines()[2:] if line[:1].isdigit()}
+    assert "answer from the trace without running (resolved: done)" in lines["send"]
+    assert "run (approved by" in lines["pay"]
+
+
 def test_diff_finds_the_first_divergence(tmp_path: Path) -> None:
     def record(path: Path, paths: list[str]) -> None:
         with Session(path) as s:

@@ -486,3 +486,29 @@ def test_output_contract_drift_warns_or_blocks(tmp_path: Path) -> None:
     assert "received JSON" in ends[text.seq].contract_drift["detail"]
     assert "output.n: expected integer" in ends[schema.seq].contract_drift["detail"]
     assert "contract drift" in cli("show", str(trace)).stdout
+
+
+def test_resuming_a_paused_run_records_that_it_runs_again(tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    with Session(trace, policy=AskForPayments(), approver="durable") as s:
+        s.register("pay", lambda amount: "paid", side_effect="write")
+        pending = s.call("pay", amount=5)
+        assert s.state is RunState.PAUSED
+    assert f"calltape approve {trace} {pending.seq}'" in pending.decision.reason
+    assert f"calltape deny {trace} {pending.seq} --reason" in pending.decision.reason
+    assert cli("approve", str(trace), str(pending.seq)).returncode == 0
+    with Session(trace, policy=AskForPayments(), approver="durable") as s:
+        s.register("pay", lambda amount: "paid", side_effect="write")
+        assert s.state is RunState.RUNNING
+        assert s.call("pay", amount=5).output == "paid"
+    states = [
+        (r.type, getattr(r, "state", None) or getattr(r, "status", None))
+        for r in records(trace)
+        if r.type in ("run_state", "run_end")
+    ]
+    assert states == [
+        ("run_state", "paused"),
+        ("run_end", "paused"),
+        ("run_state", "running"),
+        ("run_end", "completed"),
+    ]
