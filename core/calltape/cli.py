@@ -284,6 +284,8 @@ def _iter_traces(directory: Path) -> Iterator[Path]:
 
 
 def cmd_list(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if not args.dir:
+        raise TraceError("list needs a directory (the default is runs/)")
     directory = Path(args.dir)
     if not directory.is_dir():
         raise TraceError(f"{directory}: no such directory (traces are written to runs/ by default)")
@@ -478,6 +480,8 @@ def cmd_approve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from calltape.integrity import decide_approval
 
     approved = args.command == "approve"
+    if not approved and not (args.reason or "").strip():
+        raise TraceError('deny needs a reason (--reason "..."): it is recorded in the trace')
     out.write(decide_approval(args.trace, args.seq, approved, reason=args.reason) + "\n")
     return EXIT_OK
 
@@ -603,6 +607,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.write("calltape: interrupted\n")
         return 130
+    except RecursionError:
+        err.write("calltape: error: the input is nested too deeply to handle\n")
+        return EXIT_ERROR
     except Exception as exc:  # never a traceback: say what happened and where to report it
         err.write(
             f"calltape: internal error: {type(exc).__name__}: {_one_line(str(exc))} "

@@ -37,11 +37,18 @@ def _user() -> str:
         return "unknown"
 
 
-def post(trace: str | os.PathLike[str], message: dict[str, Any]) -> dict[str, Any]:
+def post(
+    trace: str | os.PathLike[str], message: dict[str, Any], *, once_per_seq: bool = False
+) -> dict[str, Any]:
     """Append a control message for the session running (or next resuming) ``trace``.
 
+    With ``once_per_seq``, refuse the message when the inbox already holds one of the same
+    type for the same seq (a decision about a call is final: approving then denying it, or
+    resolving it both ways, must not both pass).
+
     Raises:
-        TraceError: the trace does not exist or the inbox cannot be written.
+        TraceError: the trace does not exist, the inbox cannot be written, or (with
+            ``once_per_seq``) the call already has a decision waiting in the inbox.
     """
     if not Path(trace).is_file():
         raise TraceError(f"{trace}: no such trace file")
@@ -49,15 +56,54 @@ def post(trace: str | os.PathLike[str], message: dict[str, Any]) -> dict[str, An
     data = orjson.dumps(msg, option=orjson.OPT_APPEND_NEWLINE)
     path = inbox_path(trace)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, data)
-        finally:
-            os.close(fd)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     except OSError as exc:
         raise TraceError(f"{path}: cannot write the control message: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if once_per_seq:
+            earlier = _same_decision(_read_all(fd), message)
+            if earlier is not None:
+                raise TraceError(
+                    f"{trace}: seq {message['seq']} already has a {message['type']} waiting to be "
+                    f"applied ({_describe(earlier)}, by {earlier.get('by')}); a decision is final"
+                )
+        os.write(fd, data)
+    except OSError as exc:
+        raise TraceError(f"{path}: cannot write the control message: {exc.strerror}") from None
+    finally:
+        os.close(fd)
     return msg
+
+
+def _read_all(fd: int) -> bytes:
+    chunks: list[bytes] = []
+    offset = 0
+    while True:
+        b = os.pread(fd, 65536, offset)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)
+        offset += len(b)
+
+
+def _same_decision(data: bytes, message: dict[str, Any]) -> dict[str, Any] | None:
+    for line in data.splitlines():
+        with contextlib.suppress(orjson.JSONDecodeError):
+            msg = orjson.loads(line)
+            if (
+                isinstance(msg, dict)
+                and msg.get("type") == message["type"]
+                and msg.get("seq") == message["seq"]
+            ):
+                return msg
+    return None
+
+
+def _describe(msg: dict[str, Any]) -> str:
+    if msg.get("type") == "approval":
+        return "approved" if msg.get("approved") else "denied"
+    return f"resolved as {msg.get('outcome')}"
 
 
 def drain(trace: str | os.PathLike[str]) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ ticket) when you need that guarantee.
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import os
 import shutil
@@ -31,6 +32,7 @@ from calltape.trace import (
     TraceIndex,
     chain_digest,
     iter_raw,
+    open_trace,
     split_chained,
     trace_key,
 )
@@ -71,12 +73,7 @@ def verify(path: str | os.PathLike[str], key: bytes | str | None = None) -> Veri
     report = VerifyReport(path=p)
     prev = b""
     last_type = ""
-    try:
-        f = open(p, "rb")  # noqa: SIM115
-    except FileNotFoundError:
-        raise TraceError(f"{p}: no such trace file") from None
-    except IsADirectoryError:
-        raise TraceError(f"{p}: is a directory, not a trace file") from None
+    f = open_trace(p)  # TraceError: missing, a directory, a pipe, unreadable
     with f:
         for lineno, raw in enumerate(f, start=1):
             if not raw.endswith(b"\n"):
@@ -108,6 +105,16 @@ def verify(path: str | os.PathLike[str], key: bytes | str | None = None) -> Veri
                         f"{p}: this trace is keyed (HMAC chain); pass --key or set "
                         "CALLTAPE_TRACE_KEY to verify it"
                     )
+                if not report.keyed and k is not None and chain_digest(prev, body, k) != h:
+                    # a user who passed a key to an unkeyed trace, or a forger who rewrote a
+                    # keyed trace as unkeyed: both fail, and the message names both
+                    report.problem, report.line = (
+                        "the trace says it was recorded without a key, but a key was given: "
+                        "if it was recorded unkeyed, verify it without --key (and with "
+                        "CALLTAPE_TRACE_KEY unset); otherwise it was rewritten to drop its key",
+                        lineno,
+                    )
+                    return report
             if chain_digest(prev, body, k) != h:
                 keyed = " (or the key is wrong)" if k is not None else ""
                 report.problem, report.line = (
@@ -175,6 +182,8 @@ def repair(path: str | os.PathLike[str]) -> str:
             torn = item
     if torn is None:
         return f"{p}: nothing to repair (every record is intact)"
+    if not os.access(p, os.W_OK):
+        raise TraceError(f"{p}: cannot repair: the file is not writable (check its permissions)")
     backup = _new_backup(p)
     shutil.copy2(p, backup)
     size = os.path.getsize(p)
@@ -220,7 +229,15 @@ def resolve(
             f"{path}: seq {seq} is not a call in unknown state (it has an outcome, or no such "
             "call); 'calltape show' lists the unfinished calls"
         )
-    control.post(path, {"type": "resolution", "seq": seq, "outcome": outcome, "reason": reason})
+    if seq in idx.resolutions:
+        raise TraceError(
+            f"{path}: seq {seq} was already resolved as {idx.resolutions[seq]}; a decision is final"
+        )
+    control.post(
+        path,
+        {"type": "resolution", "seq": seq, "outcome": outcome, "reason": reason},
+        once_per_seq=True,
+    )
     what = "answered without running" if outcome == "done" else "run again"
     return f"{path}: seq {seq} ({start['tool']}) resolved as {outcome}: on resume it will be {what}"
 
@@ -242,7 +259,11 @@ def decide_approval(
     if seq in idx.approvals:
         prev = "approved" if idx.approvals[seq].get("approved") else "denied"
         raise TraceError(f"{path}: seq {seq} was already {prev}")
-    control.post(path, {"type": "approval", "seq": seq, "approved": approved, "reason": reason})
+    control.post(
+        path,
+        {"type": "approval", "seq": seq, "approved": approved, "reason": reason},
+        once_per_seq=True,
+    )
     verb = "approved" if approved else "denied"
     then = "runs once" if approved else "stays blocked"
     return f"{path}: seq {seq} {verb}; when the agent runs again the call {then}"
@@ -252,10 +273,39 @@ def kill(path: str | os.PathLike[str], reason: str | None = None) -> str:
     """Stop the run from another process: its next call is blocked with rule ``killed``.
 
     Raises:
-        TraceError: no such trace.
+        TraceError: not a readable trace, or its run already ended and no session holds it.
     """
+    idx = TraceIndex.build(path)  # a trace, not any file
+    running = _held_by_a_session(path)
+    if not running and idx.ended in ("completed", "failed", "killed"):
+        raise TraceError(
+            f"{path}: the run already ended ({idx.ended}) and no session is running it; "
+            "there is nothing to stop"
+        )
     control.post(path, {"type": "kill", "reason": reason or "killed from the command line"})
-    return f"{path}: kill requested; the running session blocks its next call (within ~10 ms)"
+    if running:
+        return f"{path}: kill requested; the running session blocks its next call (within ~10 ms)"
+    return (
+        f"{path}: kill recorded; no session is running this trace now, so the next one that "
+        "resumes it is stopped before its first call"
+    )
+
+
+def _held_by_a_session(path: str | os.PathLike[str]) -> bool:
+    """True while a session has the trace open (it holds a lease on the file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 def _user() -> str:

@@ -264,8 +264,16 @@ class Torn:
     nbytes: int
 
 
-def _open_trace(p: str) -> io.BufferedReader:
+def open_trace(p: str) -> io.BufferedReader:
+    """Open a trace for reading; a clear :class:`TraceError` for anything that is not one.
+
+    Raises:
+        TraceError: missing, a directory, a pipe or device, or unreadable.
+    """
     try:
+        # a FIFO, a socket or a device would block or never end: only regular files are traces
+        if os.path.exists(p) and not os.path.isdir(p) and not os.path.isfile(p):
+            raise TraceError(f"{p}: not a regular file (a pipe or a device), so not a trace")
         return open(p, "rb")
     except FileNotFoundError:
         raise TraceError(f"{p}: no such trace file") from None
@@ -287,7 +295,7 @@ def iter_raw(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]
         TraceCorrupt: a malformed line that is not the last one, or no header.
     """
     p = os.fspath(path)
-    f = _open_trace(p)
+    f = open_trace(p)
     try:
         pending: tuple[int, bytes] | None = None
         lineno = 0
@@ -484,7 +492,7 @@ class TraceIndex:
         loads = orjson.loads
         last: dict[str, Any] = {}
         lineno = records = last_seq = 0
-        with _open_trace(p) as f:
+        with open_trace(p) as f:
             # the hot loop of opening a trace: one orjson.loads per line and nothing else
             # unless the line is odd (first, torn or malformed), which takes the careful path
             for raw in f:

@@ -219,3 +219,89 @@ def test_demo_runs_offline_end_to_end(tmp_path: Path) -> None:
     assert p.stdout.count("[replayed from trace, not executed]") == 3
     assert "ledger has 5 lines" in p.stdout
     assert (tmp_path / "demo" / "ledger.csv").read_text().count("\n") == 5
+
+
+# ------------------------------------------------------------- hostile inputs, final decisions
+
+
+def test_a_fifo_is_refused_instead_of_read_forever(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    for args in (("show", str(fifo)), ("verify", str(fifo)), ("policy", "check", str(fifo))):
+        p = subprocess.run(
+            [sys.executable, "-m", "calltape", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert p.returncode == 2, (args, p.stderr)
+        assert "not a regular file" in p.stderr
+        assert_no_traceback(p)
+    listed = cli("list", str(tmp_path))
+    assert listed.returncode == 0 and "not a regular file" in listed.stdout
+
+
+def test_deeply_nested_input_is_a_clean_error(tmp_path: Path) -> None:
+    policy = tmp_path / "p.toml"
+    policy.write_text('version = 1\n[[rules]]\nid = "all"\naction = "allow"\n')
+    deep = "[" * 20000 + "]" * 20000
+    p = cli("policy", "explain", str(policy), "t", '{"a": ' + deep + "}")
+    assert p.returncode == 2
+    assert "internal error" not in p.stderr
+    assert_no_traceback(p)
+
+
+def _paused_run(tmp_path: Path) -> tuple[Path, int]:
+    from calltape import Decision
+
+    class Ask:
+        def decide(self, call: object) -> Decision:
+            return Decision.ask("ask.all", "a human decides")
+
+    trace = tmp_path / "t.jsonl"
+    with Session(trace, policy=Ask(), approver="durable") as s:
+        s.register("pay", lambda amount: "paid", side_effect="write")
+        return trace, s.call("pay", amount=5).seq
+
+
+def test_an_approval_is_final_even_before_a_session_applies_it(tmp_path: Path) -> None:
+    trace, seq = _paused_run(tmp_path)
+    assert cli("approve", str(trace), str(seq)).returncode == 0
+    again = cli("deny", str(trace), str(seq), "--reason", "changed my mind")
+    assert again.returncode == 2
+    assert "already has a approval waiting to be applied (approved" in again.stderr
+    assert cli("deny", str(trace), str(seq), "--reason", "   ").returncode == 2
+
+
+def test_a_resolution_is_final(tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    script = f"""
+import os, signal
+from calltape import Session
+s = Session({str(trace)!r})
+s.register("send", lambda to: os.kill(os.getpid(), signal.SIGKILL), side_effect="write")
+s.call("send", to="bob")
+"""
+    assert subprocess.run([sys.executable, "-c", script], check=False).returncode == -9
+    assert cli("resolve", str(trace), "1", "--done").returncode == 0
+    both = cli("resolve", str(trace), "1", "--redo")
+    assert both.returncode == 2 and "resolved as done" in both.stderr
+
+
+def test_kill_names_what_it_will_stop(tmp_path: Path, trace: Path) -> None:
+    junk = tmp_path / "junk.jsonl"
+    junk.write_bytes(b"\x00\x01 not a trace")
+    p = cli("kill", str(junk))
+    assert p.returncode == 2 and not (tmp_path / "junk.jsonl.inbox").exists()
+    done = cli("kill", str(trace))  # the fixture's run completed and nobody runs it
+    assert done.returncode == 2 and "already ended (completed)" in done.stderr
+    paused, _ = _paused_run(tmp_path / "p")
+    later = cli("kill", str(paused))
+    assert later.returncode == 0 and "the next one that resumes it is stopped" in later.stdout
+
+
+def test_verify_with_a_key_on_an_unkeyed_trace_says_both_readings(trace: Path) -> None:
+    p = cli("verify", str(trace), "--key", "k")
+    assert p.returncode == 1
+    assert "recorded without a key, but a key was given" in p.stdout + p.stderr

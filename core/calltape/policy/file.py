@@ -305,6 +305,8 @@ def load_policy(path: str | os.PathLike[str]) -> FilePolicy:
             the message names the file and the line.
     """
     name = os.fspath(path)
+    if os.path.exists(name) and not os.path.isdir(name) and not os.path.isfile(name):
+        raise PolicyFileError(name, 0, "not a regular file (a pipe or a device)", [])
     try:
         data = Path(name).read_bytes()
     except IsADirectoryError:
