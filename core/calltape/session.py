@@ -825,16 +825,9 @@ class Session:
                 wait, claimed = window.claim()
                 if claimed is None:
                     time.sleep(wait)
-        try:
-            begun = self._begin(name, args, call_id, framework, link)
-        except BaseException:
-            if claimed is not None:
-                window.release(claimed)  # type: ignore[union-attr]
-            raise
+        begun = self._begin_holding(window, claimed, name, args, call_id, framework, link)
         spec = self._specs.get(name)
         if isinstance(begun, CallResult):
-            if claimed is not None:
-                window.release(claimed)  # type: ignore[union-attr]  # nothing executed
             return self._fallback(begun, spec, args, call_id, framework)
         tries = 1
         while True:
@@ -846,6 +839,28 @@ class Session:
                 begun = self._begin_retry(begun, tries)
                 continue
             return self._fallback(result, spec, args, call_id, framework)
+
+    def _begin_holding(
+        self,
+        window: RateWindow | None,
+        claimed: float | None,
+        name: str,
+        args: Mapping[str, Any],
+        call_id: str | None,
+        framework: str | None,
+        link: dict[str, Any] | None,
+    ) -> _Pending | CallResult:
+        """:meth:`_begin`, giving back the rate-limit slot claimed for a call that does not
+        execute (blocked, replayed, or an error before it could run)."""
+        try:
+            begun = self._begin(name, args, call_id, framework, link)
+        except BaseException:
+            if window is not None and claimed is not None:
+                window.release(claimed)
+            raise
+        if isinstance(begun, CallResult) and window is not None and claimed is not None:
+            window.release(claimed)
+        return begun
 
     def _execute(
         self, begun: _Pending, invoke: Callable[[], Any], spec: ToolSpec | None
@@ -944,16 +959,9 @@ class Session:
                 wait, claimed = window.claim()
                 if claimed is None:
                     await asyncio.sleep(wait)
-        try:
-            begun = self._begin(name, args, call_id, framework, link)
-        except BaseException:
-            if claimed is not None:
-                window.release(claimed)  # type: ignore[union-attr]
-            raise
+        begun = self._begin_holding(window, claimed, name, args, call_id, framework, link)
         spec = self._specs.get(name)
         if isinstance(begun, CallResult):
-            if claimed is not None:
-                window.release(claimed)  # type: ignore[union-attr]  # nothing executed
             return await self._afallback(begun, spec, args, call_id, framework)
         tries = 1
         while True:

@@ -473,22 +473,8 @@ class NetAllowlist:
         args = call.args
         stale = carries_no_declared(spec, args)
         if stale is not None:
-            if se != "read":
-                return _deny(
-                    "net_allowlist.undeclared",
-                    f"tool {call.tool!r} declares {', '.join(stale)} but this call carries none "
-                    f"of them ({', '.join(args)}), so nothing could be checked (fail closed); "
-                    "fix the declaration",
-                )
-            found = _find_strings(args, _url_like)
-            if found is not None:
-                where, text = found
-                return _deny(
-                    "net_allowlist.undeclared",
-                    f"read tool {call.tool!r} declares {', '.join(stale)}, which this call does "
-                    f"not carry, and {where} looks like a URL ({text!r}); fix the declaration",
-                )
-            return self._allow
+            decision = stale_declaration(call, stale, "net_allowlist.undeclared", "URL", _url_like)
+            return decision or self._allow
         for name in spec.urls:
             value = args.get(name, _MISSING)
             if value is _MISSING or value is None:
@@ -561,6 +547,30 @@ def carries_no_declared(spec: Any, args: Mapping[str, Any]) -> tuple[str, ...] |
     if not declared or any(name in args for name in declared):
         return None
     return declared if any(key not in declared for key in args) else None
+
+
+def stale_declaration(
+    call: ToolCall, stale: tuple[str, ...], rule: str, noun: str, looks_like: Callable[[str], bool]
+) -> Decision | None:
+    """The decision for a call that carries none of its declared arguments (see
+    :func:`carries_no_declared`): deny unless it is a read whose strings do not look like a
+    ``noun``; None means allow."""
+    if call.side_effect != "read":
+        return _deny(
+            rule,
+            f"tool {call.tool!r} declares {', '.join(stale)} but this call carries none of them "
+            f"({', '.join(call.args)}), so nothing could be checked (fail closed); fix the "
+            "declaration",
+        )
+    found = _find_strings(call.args, looks_like)
+    if found is None:
+        return None
+    where, text = found
+    return _deny(
+        rule,
+        f"read tool {call.tool!r} declares {', '.join(stale)}, which this call does not carry, "
+        f"and {where} looks like a {noun} ({text!r}); fix the declaration",
+    )
 
 
 def _find_strings(

@@ -31,7 +31,7 @@ from urllib.parse import unquote, urlsplit
 
 from calltape.errors import PolicyError
 from calltape.policy import Decision, ToolCall
-from calltape.policy.net import _find_strings, carries_no_declared
+from calltape.policy.net import _find_strings, carries_no_declared, stale_declaration
 
 __all__ = ["FsSandbox", "PathProblem", "fs_sandbox", "looks_like_path", "path_readings"]
 
@@ -269,24 +269,10 @@ class FsSandbox:
         args = call.args
         stale = carries_no_declared(spec, args)
         if stale is not None:
-            if se != "read":
-                return Decision(
-                    "deny",
-                    "fs_sandbox.undeclared",
-                    f"tool {call.tool!r} declares {', '.join(stale)} but this call carries none "
-                    f"of them ({', '.join(args)}), so nothing could be checked (fail closed); "
-                    "fix the declaration",
-                )
-            found = _find_strings(args, looks_like_path)
-            if found is not None:
-                where, text = found
-                return Decision(
-                    "deny",
-                    "fs_sandbox.undeclared",
-                    f"read tool {call.tool!r} declares {', '.join(stale)}, which this call does "
-                    f"not carry, and {where} looks like a path ({text!r}); fix the declaration",
-                )
-            return self._allow
+            decision = stale_declaration(
+                call, stale, "fs_sandbox.undeclared", "path", looks_like_path
+            )
+            return decision or self._allow
         for name in spec.paths:
             bad = self._check_arg(args, name, files_only=False)
             if bad is not None:
