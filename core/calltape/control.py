@@ -62,7 +62,14 @@ def post(
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         if once_per_seq:
-            earlier = _same_decision(_read_all(fd), message)
+            earlier = next(
+                (
+                    m
+                    for m in _messages(_read_all(fd))
+                    if m["type"] == message["type"] and m.get("seq") == message["seq"]
+                ),
+                None,
+            )
             if earlier is not None:
                 raise TraceError(
                     f"{trace}: seq {message['seq']} already has a {message['type']} waiting to be "
@@ -87,17 +94,15 @@ def _read_all(fd: int) -> bytes:
         offset += len(b)
 
 
-def _same_decision(data: bytes, message: dict[str, Any]) -> dict[str, Any] | None:
+def _messages(data: bytes) -> list[dict[str, Any]]:
+    """The well-formed control messages in inbox bytes (a torn or foreign line is skipped)."""
+    out: list[dict[str, Any]] = []
     for line in data.splitlines():
         with contextlib.suppress(orjson.JSONDecodeError):
             msg = orjson.loads(line)
-            if (
-                isinstance(msg, dict)
-                and msg.get("type") == message["type"]
-                and msg.get("seq") == message["seq"]
-            ):
-                return msg
-    return None
+            if isinstance(msg, dict) and isinstance(msg.get("type"), str):
+                out.append(msg)
+    return out
 
 
 def _describe(msg: dict[str, Any]) -> str:
@@ -113,20 +118,9 @@ def drain(trace: str | os.PathLike[str]) -> list[dict[str, Any]]:
         fd = os.open(path, os.O_RDWR)
     except FileNotFoundError:
         return []
-    out: list[dict[str, Any]] = []
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        chunks = []
-        while True:
-            b = os.read(fd, 65536)
-            if not b:
-                break
-            chunks.append(b)
-        for line in b"".join(chunks).splitlines():
-            with contextlib.suppress(orjson.JSONDecodeError):
-                msg = orjson.loads(line)
-                if isinstance(msg, dict) and isinstance(msg.get("type"), str):
-                    out.append(msg)
+        out = _messages(_read_all(fd))
         os.ftruncate(fd, 0)
     finally:
         os.close(fd)
@@ -141,13 +135,7 @@ def peek(trace: str | os.PathLike[str]) -> list[dict[str, Any]]:
             data = f.read()
     except OSError:
         return []
-    out: list[dict[str, Any]] = []
-    for line in data.splitlines():
-        with contextlib.suppress(orjson.JSONDecodeError):
-            msg = orjson.loads(line)
-            if isinstance(msg, dict) and isinstance(msg.get("type"), str):
-                out.append(msg)
-    return out
+    return _messages(data)
 
 
 def pending(trace: str | os.PathLike[str]) -> bool:

@@ -25,7 +25,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, cast, overload
 
 import orjson
 
@@ -1009,18 +1009,11 @@ class Session:
         fb = self._fallback_target(result, spec)
         if fb is None or fb.fn is None:
             return result
-        fn = fb.fn
         kwargs = dict(args)
-
-        def invoke() -> Any:
-            if fb.is_async:
-                return fn(**kwargs)
-            if fb.timeout is not None:
-                return in_daemon_thread(fn, **kwargs)
-            return asyncio.to_thread(fn, **kwargs)
-
         link = {"fallback_for": result.seq}
-        return await self._arun(fb.name, kwargs, invoke, call_id, framework, link)
+        return await self._arun(
+            fb.name, kwargs, lambda: _start_async(fb, kwargs), call_id, framework, link
+        )
 
     def _begin(
         self,
@@ -1479,24 +1472,7 @@ class Session:
             TraceError: the trace cannot be written; the tool did not run.
         """
         spec = self._spec_or_raise(name)
-        fn = spec.fn
-        assert fn is not None
-        if spec.is_async:
-
-            def invoke() -> Any:
-                return fn(**kwargs)
-
-        elif spec.timeout is not None:
-
-            def invoke() -> Any:
-                return in_daemon_thread(fn, **kwargs)  # a hung tool must not block exit
-
-        else:
-
-            def invoke() -> Any:
-                return asyncio.to_thread(fn, **kwargs)
-
-        result = await self.arun_tool(name, kwargs, invoke)
+        result = await self.arun_tool(name, kwargs, lambda: _start_async(spec, kwargs))
         if self.raise_on_error and not result.ok:
             result.unwrap()
         return result
@@ -1705,6 +1681,19 @@ async def _apassthrough(
 
 
 _PASS = Decision.allow("reentrant", "inner layer of a tool already being recorded")
+
+
+def _start_async(spec: ToolSpec, kwargs: Mapping[str, Any]) -> Awaitable[Any]:
+    """Start a registered tool for async code: an async tool's coroutine, or a sync tool on a
+    worker thread (a daemon thread when it has a timeout: a hung tool must not block exit, and
+    ``asyncio.run`` waits for the default executor's threads)."""
+    fn = spec.fn
+    assert fn is not None
+    if spec.is_async:
+        return cast(Awaitable[Any], fn(**kwargs))
+    if spec.timeout is not None:
+        return in_daemon_thread(fn, **kwargs)
+    return asyncio.to_thread(fn, **kwargs)
 
 
 def _run_coroutine_sync(coro: Any) -> Any:
